@@ -1,14 +1,13 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! The serde model of berth: what the store keeps (records) and what the API speaks (views).
+//!
+//! Records are berth's own truth, persisted by berth-store and read by the daemon; views are the
+//! JSON shapes of the HTTP API and follow Docker's field names so a Docker-compatible layer can be
+//! thin. This crate does no I/O and holds no logic beyond naming rules and conversions.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+mod api;
+mod names;
+mod records;
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+pub use api::*;
+pub use names::*;
+pub use records::*;

@@ -1,0 +1,106 @@
+//! Records: what berthd persists about networks and sandboxes. They are the daemon's truth; the
+//! kernel is made to match them on start (reconcile). Allocated addresses are not stored apart:
+//! they are derived from the endpoints and gateways recorded here.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use serde::{Deserialize, Serialize};
+
+/// One subnet of a network with its gateway; a network has at most one per address family.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubnetRecord {
+    pub subnet: IpNet,
+    /// Addresses for endpoints come from this range when set (`--ip-range`).
+    pub ip_range: Option<IpNet>,
+    pub gateway: IpAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    /// 64 hex characters.
+    pub id: String,
+    pub name: String,
+    /// `bridge` for now; `host` and `none` are sandbox modes, not networks berth creates.
+    pub driver: String,
+    /// RFC 3339.
+    pub created: String,
+    /// The Linux bridge of this network.
+    pub bridge: String,
+    pub internal: bool,
+    pub enable_ipv6: bool,
+    pub subnets: Vec<SubnetRecord>,
+    pub options: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl NetworkRecord {
+    pub fn subnet_v4(&self) -> Option<&SubnetRecord> {
+        self.subnets.iter().find(|s| matches!(s.subnet, IpNet::V4(_)))
+    }
+
+    pub fn subnet_v6(&self) -> Option<&SubnetRecord> {
+        self.subnets.iter().find(|s| matches!(s.subnet, IpNet::V6(_)))
+    }
+}
+
+/// How a sandbox gets its network namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "of", rename_all = "lowercase")]
+pub enum SandboxMode {
+    /// A namespace berth creates, with endpoints on berth networks.
+    Bridge,
+    /// A namespace berth creates with only `lo` up.
+    None,
+    /// The daemon's own namespace.
+    Host,
+    /// The namespace of another sandbox, by its id.
+    Container(String),
+    /// A namespace another runtime made (`berth attach`); berth never deletes it.
+    Attached,
+}
+
+/// A sandbox's attachment to one network: a veth pair, one end on the bridge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointRecord {
+    /// 64 hex characters.
+    pub id: String,
+    pub network_id: String,
+    /// Name inside the sandbox (eth0, eth1, ...).
+    pub interface: String,
+    /// Name of the host end, on the bridge (`bth` + 8 hex of the endpoint id).
+    pub host_veth: String,
+    /// 02:42 followed by the IPv4 address, like Docker.
+    pub mac: String,
+    pub ipv4: Option<Ipv4Net>,
+    pub ipv6: Option<Ipv6Net>,
+    pub gateway4: Option<Ipv4Addr>,
+    pub gateway6: Option<Ipv6Addr>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxRecord {
+    /// 64 hex characters.
+    pub id: String,
+    pub name: String,
+    pub hostname: String,
+    pub created: String,
+    pub mode: SandboxMode,
+    /// The namespace file processes of this sandbox join.
+    pub netns_path: String,
+    /// Directory holding this sandbox's hosts and resolv.conf.
+    pub config_dir: String,
+    pub endpoints: Vec<EndpointRecord>,
+    /// Processes registered by `berth run` / `berth exec`; dead ones are pruned on read.
+    pub pids: Vec<u32>,
+    /// Remove the sandbox when its main process ends (`--rm`).
+    pub auto_remove: bool,
+}
+
+impl SandboxRecord {
+    /// Whether berth created this sandbox's namespace and must delete it with the sandbox.
+    pub fn owns_netns(&self) -> bool {
+        matches!(self.mode, SandboxMode::Bridge | SandboxMode::None)
+    }
+}
