@@ -142,6 +142,7 @@ mod tests {
             config_dir: format!("/run/berth/sandboxes/{id}"),
             endpoints: vec![],
             pids: vec![],
+            main_pid: None,
             auto_remove: false,
         }
     }

@@ -92,8 +92,11 @@ pub struct SandboxRecord {
     /// Directory holding this sandbox's hosts and resolv.conf.
     pub config_dir: String,
     pub endpoints: Vec<EndpointRecord>,
-    /// Processes registered by `berth run` / `berth exec`; dead ones are pruned on read.
+    /// Processes registered by `berth run` / `berth exec`; dead ones are left out of views.
     pub pids: Vec<u32>,
+    /// The process `berth run` started; with `auto_remove`, its end removes the sandbox.
+    #[serde(default)]
+    pub main_pid: Option<u32>,
     /// Remove the sandbox when its main process ends (`--rm`).
     pub auto_remove: bool,
 }
