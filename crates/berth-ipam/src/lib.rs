@@ -1,14 +1,14 @@
-pub fn add(left: u64, right: u64) -> u64 {
-    left + right
-}
+//! berth's IP address management: chooses subnets for new networks and
+//! hands out the addresses of each subnet. It is pure bookkeeping on values
+//! the caller passes in; it must not do I/O, read host state or persist
+//! anything.
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#![deny(unsafe_code)]
 
-    #[test]
-    fn it_works() {
-        let result = add(2, 2);
-        assert_eq!(result, 4);
-    }
-}
+mod error;
+mod pool;
+mod subnets;
+
+pub use error::{IpamError, ReservedAddress};
+pub use pool::AddressPool;
+pub use subnets::{default_pools, next_free_subnet, overlaps};
