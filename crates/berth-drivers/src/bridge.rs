@@ -149,6 +149,12 @@ impl BridgeDriver {
         Ok(())
     }
 
+    /// The MAC the kernel gave the endpoint's interface (for endpoints without IPv4).
+    pub async fn peer_mac(&self, endpoint: &EndpointRecord, netns: &Path) -> Result<String, DriverError> {
+        let inside = Netlink::connect_in_netns(netns)?;
+        Ok(inside.link_by_name(&endpoint.interface).await?.and_then(|l| l.mac).unwrap_or_default())
+    }
+
     /// Whether the endpoint's host veth is present.
     pub async fn endpoint_exists(&self, endpoint: &EndpointRecord) -> Result<bool, DriverError> {
         Ok(self.host.link_by_name(&endpoint.host_veth).await?.is_some())

@@ -1,3 +1,119 @@
-fn main() {
-    println!("Hello, world!");
+//! berthd: the berth daemon and the only writer of berth's state. It opens the store under
+//! --data-root, reconciles the kernel with it, and serves the HTTP+JSON API on a unix socket
+//! until SIGTERM or SIGINT; networks and sandboxes stay in the kernel and the store across a
+//! restart.
+
+mod api;
+mod controller;
+mod error;
+mod ids;
+mod sandbox_files;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use ipnet::IpNet;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+
+use controller::{Controller, DefaultNetwork, Paths};
+
+#[derive(Debug, Parser)]
+#[command(name = "berthd", version, about = "berth daemon: container networking for Linux")]
+struct Args {
+    /// Where persistent state lives.
+    #[arg(long, default_value = "/var/lib/berth")]
+    data_root: PathBuf,
+    /// Where runtime files live (pinned namespaces, sandbox files).
+    #[arg(long, default_value = "/run/berth")]
+    exec_root: PathBuf,
+    /// The API's unix socket (created mode 0660).
+    #[arg(long, default_value = "/run/berth/berth.sock")]
+    socket: PathBuf,
+    /// error, warn, info, debug or trace (RUST_LOG overrides).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// Subnet of the default network `bridge` when berthd creates it.
+    #[arg(long, default_value = "172.17.0.0/16")]
+    bridge_subnet: IpNet,
+    /// Do not create the default network `bridge`.
+    #[arg(long)]
+    no_default_network: bool,
+}
+
+/// How often `--rm` sandboxes are checked for a finished main process.
+const AUTO_REMOVE_INTERVAL: Duration = Duration::from_millis(500);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log_level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    if let Err(e) = run(args).await {
+        tracing::error!("{e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_root)
+        .with_context(|| format!("cannot create data root {}", args.data_root.display()))?;
+    let store = berth_store::Store::open(&args.data_root.join("state.redb"))?;
+    let default_network = (!args.no_default_network).then_some(DefaultNetwork { subnet: args.bridge_subnet });
+    let controller = Arc::new(
+        Controller::start(store, Paths::new(&args.exec_root), default_network)
+            .await
+            .context("cannot start")?,
+    );
+    let listener = bind_socket(&args.socket).await?;
+    tracing::info!(socket = %args.socket.display(), "berthd ready");
+
+    let reaper = tokio::spawn({
+        let controller = controller.clone();
+        async move {
+            let mut tick = tokio::time::interval(AUTO_REMOVE_INTERVAL);
+            loop {
+                tick.tick().await;
+                controller.remove_finished_sandboxes().await;
+            }
+        }
+    });
+    let served = axum::serve(listener, api::router(controller)).with_graceful_shutdown(shutdown_signal()).await;
+    reaper.abort();
+    let _ = std::fs::remove_file(&args.socket);
+    served.context("api server failed")?;
+    tracing::info!("berthd stopped; networks and sandboxes stay in place");
+    Ok(())
+}
+
+/// Binds the API socket, refusing to take over one another daemon still serves.
+async fn bind_socket(path: &Path) -> anyhow::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if path.exists() {
+        if tokio::net::UnixStream::connect(path).await.is_ok() {
+            bail!("another berthd already serves {}", path.display());
+        }
+        std::fs::remove_file(path).with_context(|| format!("cannot remove stale socket {}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).with_context(|| format!("cannot listen on {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("cannot set the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+async fn shutdown_signal() {
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
 }

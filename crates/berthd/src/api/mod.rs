@@ -1,0 +1,71 @@
+//! berthd's HTTP+JSON API (docs/api.md): routes to handlers, and errors to Docker's
+//! `{"message": ...}` form. Handlers only parse and call the controller; no logic lives here.
+
+mod networks;
+mod sandboxes;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use berth_types::{ErrorBody, Version};
+
+use crate::controller::Controller;
+use crate::error::Error;
+
+pub type Shared = Arc<Controller>;
+
+pub fn router(controller: Shared) -> Router {
+    Router::new()
+        .route("/v1/version", get(version))
+        .route("/v1/networks", get(networks::list).post(networks::create))
+        .route("/v1/networks/prune", post(networks::prune))
+        .route("/v1/networks/{network}", get(networks::inspect).delete(networks::remove))
+        .route("/v1/networks/{network}/connect", post(networks::connect))
+        .route("/v1/networks/{network}/disconnect", post(networks::disconnect))
+        .route("/v1/sandboxes", get(sandboxes::list).post(sandboxes::create))
+        .route("/v1/sandboxes/{sandbox}", get(sandboxes::inspect).delete(sandboxes::remove))
+        .route("/v1/sandboxes/{sandbox}/processes", post(sandboxes::register_process))
+        .route("/v1/sandboxes/{sandbox}/stop", post(sandboxes::stop))
+        .fallback(|| async { Error::NotFound("no such route".into()) })
+        .with_state(controller)
+}
+
+async fn version() -> Json<Version> {
+    Json(Version {
+        version: env!("CARGO_PKG_VERSION").into(),
+        api_version: "1".into(),
+        pid: std::process::id(),
+    })
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = match self {
+            Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!("request failed: {self}");
+        }
+        (status, Json(ErrorBody { message: self.to_string() })).into_response()
+    }
+}
+
+/// A JSON body, with a malformed one answered as a 400 in berth's error form.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        Json::<T>::from_request(req, state)
+            .await
+            .map(|Json(v)| Body(v))
+            .map_err(|e| Error::BadRequest(format!("invalid request body: {}", e.body_text())))
+    }
+}

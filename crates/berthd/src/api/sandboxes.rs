@@ -1,0 +1,50 @@
+//! Sandbox routes: list, inspect, create (run and attach), register a process, stop, remove.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use berth_types::{ProcessRegister, Sandbox, SandboxCreate};
+use serde::Deserialize;
+
+use super::{Body, Shared};
+use crate::error::Result;
+
+pub async fn list(State(c): State<Shared>) -> Json<Vec<Sandbox>> {
+    Json(c.list_sandboxes().await)
+}
+
+pub async fn inspect(State(c): State<Shared>, Path(sandbox): Path<String>) -> Result<Json<Sandbox>> {
+    c.inspect_sandbox(&sandbox).await.map(Json)
+}
+
+pub async fn create(State(c): State<Shared>, Body(request): Body<SandboxCreate>) -> Result<(StatusCode, Json<Sandbox>)> {
+    Ok((StatusCode::CREATED, Json(c.create_sandbox(request).await?)))
+}
+
+pub async fn register_process(
+    State(c): State<Shared>,
+    Path(sandbox): Path<String>,
+    Body(request): Body<ProcessRegister>,
+) -> Result<StatusCode> {
+    c.register_process(&sandbox, request).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn stop(State(c): State<Shared>, Path(sandbox): Path<String>) -> Result<Json<Sandbox>> {
+    c.stop_sandbox(&sandbox).await.map(Json)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RemoveQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+pub async fn remove(
+    State(c): State<Shared>,
+    Path(sandbox): Path<String>,
+    Query(query): Query<RemoveQuery>,
+) -> Result<StatusCode> {
+    c.remove_sandbox(&sandbox, query.force).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

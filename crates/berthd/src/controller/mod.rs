@@ -1,0 +1,162 @@
+//! The controller executes the API's commands as transactions: it checks the request against the
+//! state, does the kernel work through the drivers, and commits the store last. When a step
+//! fails, the steps already done are undone in reverse, so the kernel and the store are left as
+//! they were. It is the only code that writes the store; one lock serialises all commands.
+
+mod networks;
+mod reconcile;
+mod sandboxes;
+mod views;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use berth_drivers::BridgeDriver;
+use berth_ipam::AddressPool;
+use berth_netlink::Netlink;
+use berth_store::Store;
+use berth_types::{EndpointRecord, NetworkRecord, SandboxRecord};
+use ipnet::IpNet;
+use tokio::sync::Mutex;
+
+use crate::error::{Error, Result};
+
+pub use reconcile::DefaultNetwork;
+
+/// Where the daemon keeps its runtime files.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// Pinned sandbox namespaces, one file per sandbox id.
+    pub netns_dir: PathBuf,
+    /// Per-sandbox hosts, resolv.conf and hostname files.
+    pub sandboxes_dir: PathBuf,
+}
+
+impl Paths {
+    pub fn new(exec_root: &Path) -> Self {
+        Self { netns_dir: exec_root.join("netns"), sandboxes_dir: exec_root.join("sandboxes") }
+    }
+}
+
+/// The address pools of one network, one per address family it has.
+#[derive(Debug, Default)]
+struct NetworkPools {
+    pools: Vec<AddressPool>,
+}
+
+impl NetworkPools {
+    fn for_family(&mut self, v6: bool) -> Option<&mut AddressPool> {
+        self.pools.iter_mut().find(|p| p.subnet().addr().is_ipv6() == v6)
+    }
+
+    fn release(&mut self, addr: IpAddr) {
+        if let Some(pool) = self.for_family(addr.is_ipv6()) {
+            pool.release(addr);
+        }
+    }
+}
+
+/// What the daemon knows: the store's records in memory plus the derived address pools.
+#[derive(Debug, Default)]
+struct State {
+    networks: BTreeMap<String, NetworkRecord>,
+    sandboxes: BTreeMap<String, SandboxRecord>,
+    pools: HashMap<String, NetworkPools>,
+}
+
+impl State {
+    /// A network by exact name, full id, or unique id prefix (Docker's lookup order).
+    fn network(&self, key: &str) -> Result<&NetworkRecord> {
+        lookup(&self.networks, key, |n| &n.name)
+            .ok_or_else(|| Error::NotFound(format!("network {key} not found")))
+    }
+
+    fn sandbox(&self, key: &str) -> Result<&SandboxRecord> {
+        lookup(&self.sandboxes, key, |s| &s.name)
+            .ok_or_else(|| Error::NotFound(format!("no such sandbox: {key}")))
+    }
+
+    fn endpoints_on<'a>(&'a self, network_id: &'a str) -> impl Iterator<Item = (&'a SandboxRecord, &'a EndpointRecord)> + 'a {
+        self.sandboxes.values().flat_map(move |s| {
+            s.endpoints.iter().filter(move |e| e.network_id == network_id).map(move |e| (s, e))
+        })
+    }
+
+    fn subnets(&self) -> impl Iterator<Item = (&NetworkRecord, IpNet)> {
+        self.networks.values().flat_map(|n| n.subnets.iter().map(move |s| (n, s.subnet)))
+    }
+
+    /// Rebuilds a network's pools from its record and the endpoints on it.
+    fn rebuild_pools(&mut self, network_id: &str) -> Result<()> {
+        let network = &self.networks[network_id];
+        let mut pools = NetworkPools::default();
+        for subnet in &network.subnets {
+            pools.pools.push(AddressPool::new(subnet.subnet, subnet.ip_range, Some(subnet.gateway))?);
+        }
+        for (_, endpoint) in self.endpoints_on(network_id) {
+            for addr in endpoint_addresses(endpoint) {
+                if let Some(pool) = pools.for_family(addr.is_ipv6()) {
+                    pool.reserve(addr)?;
+                }
+            }
+        }
+        self.pools.insert(network_id.to_owned(), pools);
+        Ok(())
+    }
+}
+
+fn lookup<'a, T>(map: &'a BTreeMap<String, T>, key: &str, name: impl Fn(&T) -> &String) -> Option<&'a T> {
+    if let Some(found) = map.values().find(|v| name(v) == key) {
+        return Some(found);
+    }
+    if let Some(found) = map.get(key) {
+        return Some(found);
+    }
+    let mut prefixed = map.range(key.to_owned()..).take_while(|(id, _)| id.starts_with(key));
+    match (prefixed.next(), prefixed.next()) {
+        (Some((_, found)), None) if !key.is_empty() => Some(found),
+        _ => None,
+    }
+}
+
+fn endpoint_addresses(endpoint: &EndpointRecord) -> impl Iterator<Item = IpAddr> {
+    endpoint
+        .ipv4
+        .map(|a| IpAddr::V4(a.addr()))
+        .into_iter()
+        .chain(endpoint.ipv6.map(|a| IpAddr::V6(a.addr())))
+}
+
+/// The daemon's command executor; shared by every API handler.
+pub struct Controller {
+    state: Mutex<State>,
+    store: Store,
+    bridge: BridgeDriver,
+    host: Netlink,
+    paths: Paths,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller").field("paths", &self.paths).finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// Loads the store, reconciles the kernel with it and makes sure the default network exists.
+    pub async fn start(store: Store, paths: Paths, default_network: Option<DefaultNetwork>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&paths.sandboxes_dir)?;
+        berth_sys::netns::prepare_netns_dir(&paths.netns_dir)?;
+        let host = Netlink::connect()?;
+        let controller = Self {
+            state: Mutex::new(State::default()),
+            store,
+            bridge: BridgeDriver::new(host.clone()),
+            host,
+            paths,
+        };
+        controller.reconcile(default_network).await?;
+        Ok(controller)
+    }
+}

@@ -1,0 +1,237 @@
+//! Network commands: create, remove, prune. Subnets come from the request or, without one, from
+//! the first free default pool that overlaps no berth network and no route or address of the
+//! daemon's namespace.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use berth_ipam::{next_free_subnet, overlaps, AddressPool};
+use berth_store::Change;
+use berth_types::{
+    validate_interface_name, validate_name, IpamConfig, Network, NetworkCreate, NetworkRecord, PruneReport,
+    SubnetRecord, DEFAULT_NETWORK, OPTION_BRIDGE_NAME,
+};
+use ipnet::IpNet;
+
+use super::{Controller, State};
+use crate::error::{Error, Result};
+use crate::ids;
+
+/// A request's subnet entry, parsed.
+struct RequestedSubnet {
+    subnet: IpNet,
+    ip_range: Option<IpNet>,
+    gateway: Option<IpAddr>,
+}
+
+fn parse_cidr(what: &str, text: &str) -> Result<IpNet> {
+    let net: IpNet = text
+        .parse()
+        .map_err(|_| Error::BadRequest(format!("invalid {what} {text:?}: expected an address/prefix such as 10.1.0.0/24")))?;
+    if net.trunc() != net {
+        return Err(Error::BadRequest(format!("invalid {what} {text}: it has host bits set, did you mean {}?", net.trunc())));
+    }
+    Ok(net)
+}
+
+fn parse_subnet_config(config: &IpamConfig) -> Result<Option<RequestedSubnet>> {
+    let Some(subnet) = config.subnet.as_deref().filter(|s| !s.is_empty()) else {
+        if config.ip_range.is_some() || config.gateway.is_some() {
+            return Err(Error::BadRequest("an ip range or gateway needs a subnet (--subnet)".into()));
+        }
+        return Ok(None);
+    };
+    let subnet = parse_cidr("subnet", subnet)?;
+    let ip_range = config.ip_range.as_deref().filter(|s| !s.is_empty()).map(|r| parse_cidr("ip range", r)).transpose()?;
+    let gateway = config
+        .gateway
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .map(|g| g.parse::<IpAddr>().map_err(|_| Error::BadRequest(format!("invalid gateway {g:?}: not an IP address"))))
+        .transpose()?;
+    Ok(Some(RequestedSubnet { subnet, ip_range, gateway }))
+}
+
+impl Controller {
+    pub async fn list_networks(&self) -> Vec<Network> {
+        let state = self.state.lock().await;
+        state.networks.values().map(|n| state.network_view(n)).collect()
+    }
+
+    pub async fn inspect_network(&self, key: &str) -> Result<Network> {
+        let state = self.state.lock().await;
+        let network = state.network(key)?;
+        Ok(state.network_view(network))
+    }
+
+    pub async fn create_network(&self, request: NetworkCreate) -> Result<Network> {
+        let mut state = self.state.lock().await;
+        let record = self.plan_network(&state, request).await?;
+        self.add_network(&mut state, record).await
+    }
+
+    /// Validates a request against the state and the host, and turns it into a record.
+    async fn plan_network(&self, state: &State, request: NetworkCreate) -> Result<NetworkRecord> {
+        validate_name("network", &request.name).map_err(Error::BadRequest)?;
+        if state.networks.values().any(|n| n.name == request.name) {
+            return Err(Error::Conflict(format!("network with name {} already exists", request.name)));
+        }
+        match request.driver.as_str() {
+            "" | "bridge" => {}
+            other => {
+                return Err(Error::BadRequest(format!(
+                    "network driver {other:?} is not supported: berth creates bridge networks (host and none are sandbox modes: --network host|none)"
+                )))
+            }
+        }
+        let mut requested = Vec::new();
+        for config in &request.ipam_config {
+            requested.extend(parse_subnet_config(config)?);
+        }
+        for family_v6 in [false, true] {
+            if requested.iter().filter(|r| r.subnet.addr().is_ipv6() == family_v6).count() > 1 {
+                return Err(Error::BadRequest("at most one IPv4 and one IPv6 subnet per network".into()));
+            }
+        }
+        let has_v6 = requested.iter().any(|r| r.subnet.addr().is_ipv6());
+        if has_v6 && !request.enable_ipv6 {
+            return Err(Error::BadRequest("an IPv6 subnet needs IPv6 enabled on the network (--ipv6)".into()));
+        }
+        if request.enable_ipv6 && !has_v6 {
+            return Err(Error::BadRequest("--ipv6 needs an IPv6 subnet (--subnet fd00:1::/64, for example)".into()));
+        }
+        for wanted in &requested {
+            if let Some((other, subnet)) = state.subnets().find(|(_, s)| overlaps(s, &wanted.subnet)) {
+                return Err(Error::Conflict(format!(
+                    "subnet {} overlaps subnet {subnet} of network {}",
+                    wanted.subnet, other.name
+                )));
+            }
+        }
+        if !requested.iter().any(|r| r.subnet.addr().is_ipv4()) {
+            let subnet = self.free_default_subnet(state).await?;
+            requested.push(RequestedSubnet { subnet: IpNet::V4(subnet), ip_range: None, gateway: None });
+        }
+
+        let mut subnets = Vec::new();
+        for wanted in requested {
+            // The pool validates range, gateway and size, and picks the default gateway.
+            let pool = AddressPool::new(wanted.subnet, wanted.ip_range, wanted.gateway)?;
+            subnets.push(SubnetRecord { subnet: wanted.subnet, ip_range: wanted.ip_range, gateway: pool.gateway() });
+        }
+        subnets.sort_by_key(|s| s.subnet.addr().is_ipv6());
+
+        let id = ids::new_id();
+        let bridge = match request.options.get(OPTION_BRIDGE_NAME) {
+            Some(name) => {
+                validate_interface_name(name).map_err(Error::BadRequest)?;
+                name.clone()
+            }
+            None => format!("br-{}", &id[..12]),
+        };
+        if let Some(other) = state.networks.values().find(|n| n.bridge == bridge) {
+            return Err(Error::Conflict(format!("bridge name {bridge} is already used by network {}", other.name)));
+        }
+        Ok(NetworkRecord {
+            id,
+            name: request.name,
+            driver: "bridge".into(),
+            created: ids::now_rfc3339(),
+            bridge,
+            internal: request.internal,
+            enable_ipv6: request.enable_ipv6,
+            subnets,
+            options: request.options,
+            labels: request.labels,
+        })
+    }
+
+    /// The first default pool free of berth's subnets and of the host's routes and addresses.
+    async fn free_default_subnet(&self, state: &State) -> Result<ipnet::Ipv4Net> {
+        let mut taken: Vec<IpNet> = state.subnets().map(|(_, s)| s).collect();
+        taken.extend(self.host.route_destinations().await?.into_iter().filter(|r| r.prefix_len() > 0));
+        taken.extend(self.host.addresses().await?.into_iter().map(|(_, a)| a.trunc()));
+        Ok(next_free_subnet(&taken)?)
+    }
+
+    /// Creates the network in the kernel, then commits it; undoes the kernel work if the commit fails.
+    pub(super) async fn add_network(&self, state: &mut State, record: NetworkRecord) -> Result<Network> {
+        self.bridge.create_network(&record).await?;
+        if let Err(e) = self.store.commit(&[Change::PutNetwork(&record)]) {
+            if let Err(undo) = self.bridge.delete_network(&record).await {
+                tracing::error!(network = %record.name, "cannot undo bridge creation: {undo}");
+            }
+            return Err(e.into());
+        }
+        tracing::info!(network = %record.name, bridge = %record.bridge, "network created");
+        let id = record.id.clone();
+        state.networks.insert(id.clone(), record);
+        state.rebuild_pools(&id)?;
+        Ok(state.network_view(&state.networks[&id]))
+    }
+
+    pub async fn remove_network(&self, key: &str) -> Result<()> {
+        let mut state = self.state.lock().await;
+        let network = state.network(key)?.clone();
+        if network.name == DEFAULT_NETWORK {
+            return Err(Error::Conflict(format!("{DEFAULT_NETWORK} is the default network and cannot be removed")));
+        }
+        let users: Vec<&str> = state.endpoints_on(&network.id).map(|(s, _)| s.name.as_str()).collect();
+        if !users.is_empty() {
+            return Err(Error::Conflict(format!(
+                "network {} has active endpoints (sandboxes: {})",
+                network.name,
+                users.join(", ")
+            )));
+        }
+        self.delete_network(&mut state, &network).await
+    }
+
+    async fn delete_network(&self, state: &mut State, network: &NetworkRecord) -> Result<()> {
+        self.bridge.delete_network(network).await?;
+        if let Err(e) = self.store.commit(&[Change::DeleteNetwork(&network.id)]) {
+            if let Err(undo) = self.bridge.create_network(network).await {
+                tracing::error!(network = %network.name, "cannot restore the bridge after a failed commit: {undo}");
+            }
+            return Err(e.into());
+        }
+        state.networks.remove(&network.id);
+        state.pools.remove(&network.id);
+        tracing::info!(network = %network.name, "network removed");
+        Ok(())
+    }
+
+    /// Removes every user network without endpoints.
+    pub async fn prune_networks(&self) -> Result<PruneReport> {
+        let mut state = self.state.lock().await;
+        let unused: Vec<NetworkRecord> = state
+            .networks
+            .values()
+            .filter(|n| n.name != DEFAULT_NETWORK && state.endpoints_on(&n.id).next().is_none())
+            .cloned()
+            .collect();
+        let mut report = PruneReport::default();
+        for network in unused {
+            self.delete_network(&mut state, &network).await?;
+            report.networks_deleted.push(network.name);
+        }
+        Ok(report)
+    }
+}
+
+/// The record of the default network, with a fixed subnet and bridge.
+pub(super) fn default_network_record(subnet: IpNet) -> Result<NetworkRecord> {
+    let pool = AddressPool::new(subnet, None, None)?;
+    Ok(NetworkRecord {
+        id: ids::new_id(),
+        name: DEFAULT_NETWORK.into(),
+        driver: "bridge".into(),
+        created: ids::now_rfc3339(),
+        bridge: berth_types::DEFAULT_BRIDGE.into(),
+        internal: false,
+        enable_ipv6: false,
+        subnets: vec![SubnetRecord { subnet, ip_range: None, gateway: pool.gateway() }],
+        options: BTreeMap::from([(OPTION_BRIDGE_NAME.to_owned(), berth_types::DEFAULT_BRIDGE.to_owned())]),
+        labels: BTreeMap::new(),
+    })
+}

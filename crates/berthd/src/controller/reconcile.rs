@@ -1,0 +1,181 @@
+//! Reconcile on start: load the store, make the kernel match it (recreate missing bridges,
+//! namespaces, veth pairs and files), and remove what berth created that the store no longer
+//! knows (marked links, pinned namespaces, sandbox directories). It is also what makes a crash
+//! in the middle of a command harmless: kernel work is only kept if its record was committed.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use berth_drivers::namespace::{create_sandbox_netns, delete_sandbox_netns};
+use berth_store::Change;
+use berth_types::{SandboxMode, SandboxRecord, DEFAULT_NETWORK};
+use ipnet::IpNet;
+
+use super::networks::default_network_record;
+use super::sandboxes::daemon_netns_path;
+use super::{Controller, State};
+use crate::sandbox_files::{sandbox_files_exist, write_sandbox_files};
+
+/// The default network to make when the store has none (`--bridge-subnet`).
+#[derive(Debug, Clone, Copy)]
+pub struct DefaultNetwork {
+    pub subnet: IpNet,
+}
+
+impl Controller {
+    pub(super) async fn reconcile(&self, default_network: Option<DefaultNetwork>) -> anyhow::Result<()> {
+        let snapshot = self.store.load()?;
+        let mut state = self.state.lock().await;
+        *state = State::default();
+        for network in snapshot.networks {
+            if let Err(e) = self.bridge.create_network(&network).await {
+                tracing::error!(network = %network.name, "cannot restore network: {e}");
+            }
+            state.networks.insert(network.id.clone(), network);
+        }
+        for sandbox in snapshot.sandboxes {
+            state.sandboxes.insert(sandbox.id.clone(), sandbox);
+        }
+        let ids: Vec<String> = state.networks.keys().cloned().collect();
+        for id in ids {
+            state.rebuild_pools(&id)?;
+        }
+
+        // Sandboxes sharing another's namespace come after the ones they share.
+        let mut order: Vec<SandboxRecord> = state.sandboxes.values().cloned().collect();
+        order.sort_by_key(|s| matches!(s.mode, SandboxMode::Container(_)));
+        for sandbox in order {
+            self.restore_sandbox(&mut state, sandbox).await;
+        }
+
+        self.remove_orphans(&state).await;
+
+        if let Some(default) = default_network {
+            if !state.networks.values().any(|n| n.name == DEFAULT_NETWORK) {
+                let record = default_network_record(default.subnet)?;
+                self.add_network(&mut state, record).await?;
+            }
+        }
+        tracing::info!(
+            networks = state.networks.len(),
+            sandboxes = state.sandboxes.len(),
+            "reconciled the kernel with the store"
+        );
+        Ok(())
+    }
+
+    /// Brings one sandbox back to its record; a sandbox whose borrowed namespace is gone is removed.
+    async fn restore_sandbox(&self, state: &mut State, mut sandbox: SandboxRecord) {
+        let netns = sandbox.netns_path.clone();
+        let mut changed = false;
+        match sandbox.mode.clone() {
+            SandboxMode::Host => {
+                let current = daemon_netns_path();
+                changed = sandbox.netns_path != current;
+                sandbox.netns_path = current;
+            }
+            SandboxMode::Container(target) => match state.sandboxes.get(&target) {
+                Some(t) if t.netns_path != sandbox.netns_path => {
+                    sandbox.netns_path = t.netns_path.clone();
+                    changed = true;
+                }
+                Some(_) => {}
+                None => return self.forget_sandbox(state, &sandbox, "the sandbox it shared a namespace with is gone"),
+            },
+            SandboxMode::Attached if !berth_sys::netns::is_netns(Path::new(&netns)) => {
+                return self.forget_sandbox(state, &sandbox, "its namespace no longer exists");
+            }
+            SandboxMode::Bridge | SandboxMode::None if !berth_sys::netns::is_netns(Path::new(&netns)) => {
+                let _ = delete_sandbox_netns(Path::new(&netns));
+                if let Err(e) = create_sandbox_netns(Path::new(&netns)).await {
+                    tracing::error!(sandbox = %sandbox.name, "cannot recreate namespace: {e}");
+                    return;
+                }
+                tracing::info!(sandbox = %sandbox.name, "recreated its namespace");
+            }
+            _ => {}
+        }
+        for (position, endpoint) in sandbox.endpoints.iter().enumerate() {
+            match self.bridge.endpoint_exists(endpoint).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(endpoint = %endpoint.host_veth, "cannot check endpoint: {e}");
+                    continue;
+                }
+            }
+            let Some(network) = state.networks.get(&endpoint.network_id) else { continue };
+            match self.bridge.join(network, endpoint, Path::new(&netns), position == 0).await {
+                Ok(()) => tracing::info!(sandbox = %sandbox.name, network = %network.name, "recreated endpoint"),
+                Err(e) => tracing::error!(sandbox = %sandbox.name, network = %network.name, "cannot recreate endpoint: {e}"),
+            }
+        }
+        if !sandbox_files_exist(&sandbox) {
+            if let Err(e) = write_sandbox_files(&sandbox) {
+                tracing::error!(sandbox = %sandbox.name, "cannot rewrite sandbox files: {e}");
+            }
+        }
+        if changed {
+            if let Err(e) = self.store.commit(&[Change::PutSandbox(&sandbox)]) {
+                tracing::error!(sandbox = %sandbox.name, "cannot update record: {e}");
+            }
+        }
+        state.sandboxes.insert(sandbox.id.clone(), sandbox);
+    }
+
+    fn forget_sandbox(&self, state: &mut State, sandbox: &SandboxRecord, why: &str) {
+        tracing::warn!(sandbox = %sandbox.name, "removing sandbox: {why}");
+        match self.store.commit(&[Change::DeleteSandbox(&sandbox.id)]) {
+            Ok(()) => {
+                state.sandboxes.remove(&sandbox.id);
+                for endpoint in &sandbox.endpoints {
+                    if let Some(pools) = state.pools.get_mut(&endpoint.network_id) {
+                        super::sandboxes::release_all(pools, endpoint);
+                    }
+                }
+            }
+            Err(e) => tracing::error!(sandbox = %sandbox.name, "cannot remove record: {e}"),
+        }
+    }
+
+    /// Removes berth-marked links, pinned namespaces and sandbox directories no record owns.
+    async fn remove_orphans(&self, state: &State) {
+        let known_links: HashSet<&str> = state
+            .networks
+            .values()
+            .map(|n| n.bridge.as_str())
+            .chain(state.sandboxes.values().flat_map(|s| s.endpoints.iter().map(|e| e.host_veth.as_str())))
+            .collect();
+        match self.bridge.own_links().await {
+            Ok(links) => {
+                for link in links.iter().filter(|l| !known_links.contains(l.name.as_str())) {
+                    match self.bridge.delete_link(link).await {
+                        Ok(()) => tracing::info!(link = %link.name, "removed orphaned link"),
+                        Err(e) => tracing::error!(link = %link.name, "cannot remove orphaned link: {e}"),
+                    }
+                }
+            }
+            Err(e) => tracing::error!("cannot list links: {e}"),
+        }
+        let known_ids: HashSet<&str> = state.sandboxes.keys().map(String::as_str).collect();
+        for dir in [&self.paths.netns_dir, &self.paths.sandboxes_dir] {
+            let Ok(entries) = std::fs::read_dir(dir) else { continue };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                if known_ids.contains(name.to_string_lossy().as_ref()) {
+                    continue;
+                }
+                let path = entry.path();
+                let removed = if dir == &self.paths.netns_dir {
+                    delete_sandbox_netns(&path).map_err(|e| e.to_string())
+                } else {
+                    std::fs::remove_dir_all(&path).map_err(|e| e.to_string())
+                };
+                match removed {
+                    Ok(()) => tracing::info!(path = %path.display(), "removed orphan"),
+                    Err(e) => tracing::error!(path = %path.display(), "cannot remove orphan: {e}"),
+                }
+            }
+        }
+    }
+}

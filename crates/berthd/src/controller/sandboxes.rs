@@ -1,0 +1,423 @@
+//! Sandbox commands: create (run, attach), connect and disconnect networks, register processes,
+//! stop and remove. A sandbox is a network namespace plus its endpoints and its files; the
+//! processes in it are started by the CLI and only registered here.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use berth_drivers::namespace::{create_sandbox_netns, delete_sandbox_netns};
+use berth_store::Change;
+use berth_types::{
+    validate_name, EndpointRecord, NetworkConnect, NetworkDisconnect, NetworkRecord, ProcessRegister, Sandbox,
+    SandboxCreate, SandboxMode, SandboxRecord, DEFAULT_NETWORK,
+};
+use ipnet::{Ipv4Net, Ipv6Net};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::{endpoint_addresses, Controller, State};
+use crate::error::{Error, Result};
+use crate::ids;
+use crate::sandbox_files::{remove_sandbox_files, write_sandbox_files};
+
+/// How long `stop` waits after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+fn parse_ip(text: Option<&str>) -> Result<Option<IpAddr>> {
+    text.filter(|t| !t.is_empty())
+        .map(|t| t.parse().map_err(|_| Error::BadRequest(format!("invalid IP address {t:?}"))))
+        .transpose()
+}
+
+/// The namespace berthd itself runs in; `--network host` sandboxes use it.
+pub(super) fn daemon_netns_path() -> String {
+    format!("/proc/{}/ns/net", std::process::id())
+}
+
+/// Processes of `sandbox` that still run in its namespace (a reused pid elsewhere does not count).
+pub(super) fn live_pids(sandbox: &SandboxRecord) -> Vec<u32> {
+    let Ok(netns) = berth_sys::netns::netns_id(Path::new(&sandbox.netns_path)) else {
+        return Vec::new();
+    };
+    sandbox
+        .pids
+        .iter()
+        .copied()
+        .filter(|pid| berth_sys::netns::netns_id(Path::new(&format!("/proc/{pid}/ns/net"))).is_ok_and(|id| id == netns))
+        .collect()
+}
+
+/// A sandbox being made: what must be undone if a later step fails.
+struct SandboxDraft {
+    record: SandboxRecord,
+    created_netns: bool,
+}
+
+impl Controller {
+    pub async fn list_sandboxes(&self) -> Vec<Sandbox> {
+        let state = self.state.lock().await;
+        state.sandboxes.values().map(|s| state.sandbox_view(s)).collect()
+    }
+
+    pub async fn inspect_sandbox(&self, key: &str) -> Result<Sandbox> {
+        let state = self.state.lock().await;
+        Ok(state.sandbox_view(state.sandbox(key)?))
+    }
+
+    pub async fn create_sandbox(&self, request: SandboxCreate) -> Result<Sandbox> {
+        let mut state = self.state.lock().await;
+        let name = if request.name.is_empty() {
+            unused_name(&state)
+        } else {
+            validate_name("sandbox", &request.name).map_err(Error::BadRequest)?;
+            if state.sandboxes.values().any(|s| s.name == request.name) {
+                return Err(Error::Conflict(format!("sandbox name {} is already in use", request.name)));
+            }
+            request.name.clone()
+        };
+        let id = ids::new_id();
+        let hostname = if request.hostname.is_empty() { id[..12].to_owned() } else { request.hostname.clone() };
+        validate_name("hostname", &hostname).map_err(Error::BadRequest)?;
+        let ipv4 = parse_ip(request.ipv4_address.as_deref())?;
+        let ipv6 = parse_ip(request.ipv6_address.as_deref())?;
+
+        let mode_text = request.network_mode.as_str();
+        let (mode, netns_path, network) = match (request.netns.as_deref(), mode_text) {
+            (Some(path), _) => {
+                if !berth_sys::netns::is_netns(Path::new(path)) {
+                    return Err(Error::BadRequest(format!("{path} is not a network namespace")));
+                }
+                let network = state.network(if mode_text.is_empty() { DEFAULT_NETWORK } else { mode_text })?.clone();
+                (SandboxMode::Attached, path.to_owned(), Some(network))
+            }
+            (None, "host") => (SandboxMode::Host, daemon_netns_path(), None),
+            (None, "none") => (SandboxMode::None, self.netns_path_for(&id), None),
+            (None, other) if other.starts_with("container:") => {
+                let target = state.sandbox(&other["container:".len()..])?;
+                (SandboxMode::Container(target.id.clone()), target.netns_path.clone(), None)
+            }
+            (None, other) => {
+                let network = state.network(if other.is_empty() { DEFAULT_NETWORK } else { other })?.clone();
+                (SandboxMode::Bridge, self.netns_path_for(&id), Some(network))
+            }
+        };
+        if network.is_none() && (ipv4.is_some() || ipv6.is_some()) {
+            return Err(Error::BadRequest(format!("--ip needs a network; network mode {mode_text} has none")));
+        }
+        let record = SandboxRecord {
+            config_dir: self.paths.sandboxes_dir.join(&id).display().to_string(),
+            id,
+            name,
+            hostname,
+            created: ids::now_rfc3339(),
+            mode,
+            netns_path,
+            endpoints: Vec::new(),
+            pids: Vec::new(),
+            main_pid: None,
+            auto_remove: request.auto_remove,
+        };
+        let mut draft = SandboxDraft { created_netns: record.owns_netns(), record };
+        let built = self.build_sandbox(&mut state, &mut draft, network.as_ref(), ipv4, ipv6).await;
+        if let Err(e) = built {
+            self.undo_sandbox(&mut state, &draft).await;
+            return Err(e);
+        }
+        tracing::info!(sandbox = %draft.record.name, mode = ?draft.record.mode, "sandbox created");
+        let view = state.sandbox_view(&draft.record);
+        state.sandboxes.insert(draft.record.id.clone(), draft.record);
+        Ok(view)
+    }
+
+    fn netns_path_for(&self, id: &str) -> String {
+        self.paths.netns_dir.join(id).display().to_string()
+    }
+
+    async fn build_sandbox(
+        &self,
+        state: &mut State,
+        draft: &mut SandboxDraft,
+        network: Option<&NetworkRecord>,
+        ipv4: Option<IpAddr>,
+        ipv6: Option<IpAddr>,
+    ) -> Result<()> {
+        if draft.created_netns {
+            create_sandbox_netns(Path::new(&draft.record.netns_path)).await?;
+        }
+        if let Some(network) = network {
+            let endpoint = self.add_endpoint(state, &draft.record, network, ipv4, ipv6).await?;
+            draft.record.endpoints.push(endpoint);
+        }
+        write_sandbox_files(&draft.record)?;
+        self.store.commit(&[Change::PutSandbox(&draft.record)])?;
+        Ok(())
+    }
+
+    /// Undoes whatever [`Self::build_sandbox`] did before it failed.
+    async fn undo_sandbox(&self, state: &mut State, draft: &SandboxDraft) {
+        for endpoint in &draft.record.endpoints {
+            self.remove_endpoint(state, endpoint).await;
+        }
+        if let Err(e) = remove_sandbox_files(&draft.record) {
+            tracing::error!(sandbox = %draft.record.name, "cannot remove sandbox files: {e}");
+        }
+        if draft.created_netns {
+            if let Err(e) = delete_sandbox_netns(Path::new(&draft.record.netns_path)) {
+                tracing::error!(sandbox = %draft.record.name, "cannot remove namespace: {e}");
+            }
+        }
+    }
+
+    /// Allocates addresses on `network` and joins `sandbox` to it; releases them if joining fails.
+    async fn add_endpoint(
+        &self,
+        state: &mut State,
+        sandbox: &SandboxRecord,
+        network: &NetworkRecord,
+        ipv4: Option<IpAddr>,
+        ipv6: Option<IpAddr>,
+    ) -> Result<EndpointRecord> {
+        if ipv4.is_some_and(|a| a.is_ipv6()) || ipv6.is_some_and(|a| a.is_ipv4()) {
+            return Err(Error::BadRequest("--ip takes an IPv4 address and --ip6 an IPv6 address".into()));
+        }
+        let id = ids::new_id();
+        let netns = PathBuf::from(&sandbox.netns_path);
+        let interface = if sandbox.endpoints.is_empty() && sandbox.owns_netns() {
+            "eth0".to_owned()
+        } else {
+            self.bridge.free_interface_name(&netns).await?
+        };
+        let pools = state.pools.get_mut(&network.id).expect("every network has pools");
+        let mut endpoint = EndpointRecord {
+            host_veth: ids::host_veth_name(&id),
+            id,
+            network_id: network.id.clone(),
+            interface,
+            mac: String::new(),
+            ipv4: None,
+            ipv6: None,
+            gateway4: None,
+            gateway6: None,
+        };
+        for (requested, v6) in [(ipv4, false), (ipv6, true)] {
+            let Some(pool) = pools.for_family(v6) else {
+                if let Some(addr) = requested {
+                    release_all(pools, &endpoint);
+                    return Err(Error::BadRequest(format!("network {} has no subnet for {addr}", network.name)));
+                }
+                continue;
+            };
+            let allocated = match pool.allocate(requested) {
+                Ok(addr) => addr,
+                Err(e) => {
+                    release_all(pools, &endpoint);
+                    return Err(e.into());
+                }
+            };
+            let prefix = pool.subnet().prefix_len();
+            match (allocated, pool.gateway()) {
+                (IpAddr::V4(a), IpAddr::V4(g)) => {
+                    endpoint.ipv4 = Some(Ipv4Net::new(a, prefix).expect("pool prefix is valid"));
+                    endpoint.gateway4 = Some(g);
+                }
+                (IpAddr::V6(a), IpAddr::V6(g)) => {
+                    endpoint.ipv6 = Some(Ipv6Net::new(a, prefix).expect("pool prefix is valid"));
+                    endpoint.gateway6 = Some(g);
+                }
+                _ => unreachable!("a pool hands out addresses of its own family"),
+            }
+        }
+        endpoint.mac = endpoint
+            .ipv4
+            .map(|a| berth_netlink::format_mac(&berth_netlink::mac_from_ipv4(a.addr())))
+            .unwrap_or_default();
+        let default_route = sandbox.endpoints.is_empty();
+        if let Err(e) = self.bridge.join(network, &endpoint, &netns, default_route).await {
+            release_all(state.pools.get_mut(&network.id).expect("pools exist"), &endpoint);
+            return Err(e.into());
+        }
+        if endpoint.mac.is_empty() {
+            endpoint.mac = self.bridge.peer_mac(&endpoint, &netns).await.unwrap_or_default();
+        }
+        Ok(endpoint)
+    }
+
+    /// Removes an endpoint's veth pair and frees its addresses; failures are logged, since what
+    /// is left carries berth's mark and the next reconcile removes it.
+    async fn remove_endpoint(&self, state: &mut State, endpoint: &EndpointRecord) {
+        if let Err(e) = self.bridge.leave(endpoint).await {
+            tracing::error!(endpoint = %endpoint.host_veth, "cannot remove endpoint: {e}");
+        }
+        if let Some(pools) = state.pools.get_mut(&endpoint.network_id) {
+            release_all(pools, endpoint);
+        }
+    }
+
+    pub async fn connect(&self, network_key: &str, request: NetworkConnect) -> Result<Sandbox> {
+        let mut state = self.state.lock().await;
+        let network = state.network(network_key)?.clone();
+        let mut sandbox = state.sandbox(&request.container)?.clone();
+        if !matches!(sandbox.mode, SandboxMode::Bridge | SandboxMode::Attached) {
+            return Err(Error::BadRequest(format!(
+                "sandbox {} uses network mode {}: it cannot be connected to networks",
+                sandbox.name,
+                state.mode_text(&sandbox)
+            )));
+        }
+        if sandbox.endpoints.iter().any(|e| e.network_id == network.id) {
+            return Err(Error::Conflict(format!("sandbox {} is already connected to network {}", sandbox.name, network.name)));
+        }
+        let ipv4 = parse_ip(request.ipv4_address.as_deref())?;
+        let ipv6 = parse_ip(request.ipv6_address.as_deref())?;
+        let endpoint = self.add_endpoint(&mut state, &sandbox, &network, ipv4, ipv6).await?;
+        sandbox.endpoints.push(endpoint.clone());
+        let committed = write_sandbox_files(&sandbox)
+            .map_err(Error::from)
+            .and_then(|()| Ok(self.store.commit(&[Change::PutSandbox(&sandbox)])?));
+        if let Err(e) = committed {
+            self.remove_endpoint(&mut state, &endpoint).await;
+            return Err(e);
+        }
+        tracing::info!(sandbox = %sandbox.name, network = %network.name, "connected");
+        let view = state.sandbox_view(&sandbox);
+        state.sandboxes.insert(sandbox.id.clone(), sandbox);
+        Ok(view)
+    }
+
+    pub async fn disconnect(&self, network_key: &str, request: NetworkDisconnect) -> Result<Sandbox> {
+        let mut state = self.state.lock().await;
+        let network = state.network(network_key)?.clone();
+        let mut sandbox = state.sandbox(&request.container)?.clone();
+        let Some(position) = sandbox.endpoints.iter().position(|e| e.network_id == network.id) else {
+            return Err(Error::NotFound(format!("sandbox {} is not connected to network {}", sandbox.name, network.name)));
+        };
+        let endpoint = sandbox.endpoints.remove(position);
+        // Store first: if the kernel step then fails, the veth left behind carries berth's mark
+        // and no record, so reconcile removes it.
+        self.store.commit(&[Change::PutSandbox(&sandbox)])?;
+        self.remove_endpoint(&mut state, &endpoint).await;
+        if let Err(e) = write_sandbox_files(&sandbox) {
+            tracing::error!(sandbox = %sandbox.name, "cannot rewrite sandbox files: {e}");
+        }
+        tracing::info!(sandbox = %sandbox.name, network = %network.name, "disconnected");
+        let view = state.sandbox_view(&sandbox);
+        state.sandboxes.insert(sandbox.id.clone(), sandbox);
+        Ok(view)
+    }
+
+    pub async fn register_process(&self, key: &str, request: ProcessRegister) -> Result<()> {
+        let mut state = self.state.lock().await;
+        let mut sandbox = state.sandbox(key)?.clone();
+        let alive = live_pids(&sandbox);
+        sandbox.pids.retain(|p| alive.contains(p));
+        sandbox.pids.push(request.pid);
+        if request.main {
+            sandbox.main_pid = Some(request.pid);
+        }
+        self.store.commit(&[Change::PutSandbox(&sandbox)])?;
+        state.sandboxes.insert(sandbox.id.clone(), sandbox);
+        Ok(())
+    }
+
+    /// Sends SIGTERM to the sandbox's processes, then SIGKILL to those left after the grace time.
+    pub async fn stop_sandbox(&self, key: &str) -> Result<Sandbox> {
+        let sandbox = self.state.lock().await.sandbox(key)?.clone();
+        signal_and_wait(&sandbox).await;
+        self.inspect_sandbox(&sandbox.id).await
+    }
+
+    pub async fn remove_sandbox(&self, key: &str, force: bool) -> Result<()> {
+        let sandbox = {
+            let state = self.state.lock().await;
+            let sandbox = state.sandbox(key)?.clone();
+            if let Some(user) = state.sandboxes.values().find(|s| s.mode == SandboxMode::Container(sandbox.id.clone())) {
+                return Err(Error::Conflict(format!(
+                    "sandbox {} shares its namespace with sandbox {}: remove that one first",
+                    sandbox.name, user.name
+                )));
+            }
+            if !force && !live_pids(&sandbox).is_empty() {
+                return Err(Error::Conflict(format!(
+                    "sandbox {} is running: stop it first or remove it with --force",
+                    sandbox.name
+                )));
+            }
+            sandbox
+        };
+        if force {
+            signal_and_wait(&sandbox).await;
+        }
+        let mut state = self.state.lock().await;
+        // Someone may have removed it while processes were being stopped.
+        if !state.sandboxes.contains_key(&sandbox.id) {
+            return Ok(());
+        }
+        // Store first; what the kernel step leaves behind is marked and reconciled away.
+        self.store.commit(&[Change::DeleteSandbox(&sandbox.id)])?;
+        state.sandboxes.remove(&sandbox.id);
+        for endpoint in &sandbox.endpoints {
+            self.remove_endpoint(&mut state, endpoint).await;
+        }
+        if let Err(e) = remove_sandbox_files(&sandbox) {
+            tracing::error!(sandbox = %sandbox.name, "cannot remove sandbox files: {e}");
+        }
+        if sandbox.owns_netns() {
+            if let Err(e) = delete_sandbox_netns(Path::new(&sandbox.netns_path)) {
+                tracing::error!(sandbox = %sandbox.name, "cannot remove namespace: {e}");
+            }
+        }
+        tracing::info!(sandbox = %sandbox.name, "sandbox removed");
+        Ok(())
+    }
+
+    /// Removes `--rm` sandboxes whose main process has ended; run periodically.
+    pub async fn remove_finished_sandboxes(&self) {
+        let finished: Vec<String> = {
+            let state = self.state.lock().await;
+            state
+                .sandboxes
+                .values()
+                .filter(|s| s.auto_remove && s.main_pid.is_some_and(|pid| !live_pids(s).contains(&pid)))
+                .map(|s| s.id.clone())
+                .collect()
+        };
+        for id in finished {
+            if let Err(e) = self.remove_sandbox(&id, true).await {
+                tracing::warn!(sandbox = %id, "cannot auto-remove: {e}");
+            }
+        }
+    }
+}
+
+pub(super) fn release_all(pools: &mut super::NetworkPools, endpoint: &EndpointRecord) {
+    for addr in endpoint_addresses(endpoint) {
+        pools.release(addr);
+    }
+}
+
+fn unused_name(state: &State) -> String {
+    loop {
+        let name = ids::random_name();
+        if !state.sandboxes.values().any(|s| s.name == name) {
+            return name;
+        }
+    }
+}
+
+async fn signal_and_wait(sandbox: &SandboxRecord) {
+    let send = |signal| {
+        for pid in live_pids(sandbox) {
+            let _ = kill(Pid::from_raw(pid as i32), signal);
+        }
+    };
+    send(Signal::SIGTERM);
+    let deadline = Instant::now() + STOP_GRACE;
+    while !live_pids(sandbox).is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    send(Signal::SIGKILL);
+    while !live_pids(sandbox).is_empty() && Instant::now() < deadline + Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

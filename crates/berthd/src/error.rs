@@ -1,0 +1,59 @@
+//! The daemon's error: what went wrong, in one lower-case line, and which HTTP status it maps to
+//! (400 bad input, 404 unknown, 409 conflict, 500 everything else).
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `error: cause: cause` on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+macro_rules! internal_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Internal(error_chain(&e))
+            }
+        }
+    )*};
+}
+
+internal_from!(
+    berth_store::StoreError,
+    berth_drivers::DriverError,
+    berth_netlink::NetlinkError,
+    berth_sys::netns::NetnsError,
+    std::io::Error
+);
+
+impl From<berth_ipam::IpamError> for Error {
+    fn from(e: berth_ipam::IpamError) -> Self {
+        use berth_ipam::IpamError::{AddressInUse, Exhausted, NoFreePool};
+        match e {
+            AddressInUse { .. } | Exhausted { .. } | NoFreePool => Error::Conflict(e.to_string()),
+            _ => Error::BadRequest(e.to_string()),
+        }
+    }
+}
