@@ -157,6 +157,7 @@ pub struct EndpointSettings {
     pub gateway: String,
     #[serde(rename = "IPAddress")]
     pub ip_address: String,
+    #[serde(rename = "IPPrefixLen")]
     pub ip_prefix_len: u8,
     #[serde(rename = "IPv6Gateway")]
     pub ipv6_gateway: String,
