@@ -1,0 +1,230 @@
+//! Sandboxes on real bridges: traffic between sandboxes (TCP and UDP, v4 and v6), to the
+//! gateway, on two networks; what `berth inspect` reports against what the kernel has; the
+//! host/none/container modes, `berth attach`, and `berth run` in the foreground.
+
+use berth_integration::{privileged, py, TestHost};
+
+fn serve(host: &TestHost, name: &str, network: &str, script: &str) {
+    host.berth_ok(&["run", "-d", "--name", name, "--network", network, "--", "python3", "-c", script]);
+}
+
+fn python_in(host: &TestHost, sandbox: &str, script: &str) -> String {
+    let out = host.berth(&["exec", sandbox, "--", "python3", "-c", script]);
+    assert!(out.status.success(), "python in {sandbox} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn sandboxes_on_one_network_talk_tcp_and_udp() {
+    if !privileged() {
+        return;
+    }
+    let host = TestHost::new(&[]);
+    host.berth_ok(&["network", "create", "--subnet", "10.10.0.0/24", "n1"]);
+    host.berth_ok(&["run", "-d", "--name", "client", "--network", "n1", "--", "sleep", "600"]);
+    serve(&host, "tcp-server", "n1", &py::tcp_echo_server("0.0.0.0", 7000));
+    serve(&host, "udp-server", "n1", &py::udp_echo_server("0.0.0.0", 7001));
+    let tcp_ip = host.ip_of("tcp-server", "n1");
+    let udp_ip = host.ip_of("udp-server", "n1");
+    assert_eq!(python_in(&host, "client", &py::tcp_client(&tcp_ip, 7000, "hello")), "echo:hello");
+    assert_eq!(python_in(&host, "client", &py::udp_client(&udp_ip, 7001, "ping")), "echo:ping");
+    // And the other way round: the server's sandbox reaches the client's.
+    serve(&host, "tcp-server-2", "n1", &py::tcp_echo_server("0.0.0.0", 7002));
+    let ip2 = host.ip_of("tcp-server-2", "n1");
+    assert_eq!(python_in(&host, "udp-server", &py::tcp_client(&ip2, 7002, "back")), "echo:back");
+}
+
+#[test]
+fn sandboxes_on_ipv6_networks_talk() {
+    if !privileged() {
+        return;
+    }
+    let host = TestHost::new(&[]);
+    host.berth_ok(&["network", "create", "--ipv6", "--subnet", "fd00:10::/64", "--subnet", "10.11.0.0/24", "v6net"]);
+    serve(&host, "server", "v6net", &py::tcp_echo_server("::", 7000));
+    host.berth_ok(&["run", "-d", "--name", "client", "--network", "v6net", "--", "sleep", "600"]);
+    let v6 = host.inspect("server")["NetworkSettings"]["Networks"]["v6net"]["GlobalIPv6Address"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(v6.starts_with("fd00:10::"), "{v6}");
+    assert_eq!(python_in(&host, "client", &py::tcp_client(&v6, 7000, "six")), "echo:six");
+    // The v6 default route points at the gateway.
+    let routes = String::from_utf8_lossy(&host.exec("client", "ip -6 route show default").stdout).into_owned();
+    assert!(routes.contains("via fd00:10::1"), "{routes}");
+}
+
+#[test]
+fn sandboxes_reach_their_gateway_on_two_networks() {
+    if !privileged() {
+        return;
+    }
+    let host = TestHost::new(&[]);
+    host.berth_ok(&["network", "create", "--subnet", "10.20.0.0/24", "a"]);
+    host.berth_ok(&["network", "create", "--subnet", "10.21.0.0/24", "b"]);
+    host.berth_ok(&["run", "-d", "--name", "on-a", "--network", "a", "--", "sleep", "600"]);
+    host.berth_ok(&["run", "-d", "--name", "on-b", "--network", "b", "--", "sleep", "600"]);
+    // A listener in the host namespace on each gateway address.
+    for gateway in ["10.20.0.1", "10.21.0.1"] {
+        let script = py::tcp_echo_server(gateway, 8000);
+        let mut server = host.command("python3");
+        server.args(["-c", &script]).stdout(std::process::Stdio::null());
+        server.spawn().expect("gateway listener");
+    }
+    assert_eq!(python_in(&host, "on-a", &py::tcp_client("10.20.0.1", 8000, "gw-a")), "echo:gw-a");
+    assert_eq!(python_in(&host, "on-b", &py::tcp_client("10.21.0.1", 8000, "gw-b")), "echo:gw-b");
+}
+
+#[test]
+fn inspect_reports_what_the_kernel_has() {
+    if !privileged() {
+        return;
+    }
+    let host = TestHost::new(&[]);
+    host.berth_ok(&["network", "create", "--subnet", "10.30.0.0/24", "--gateway", "10.30.0.254", "n1"]);
+    host.berth_ok(&["network", "create", "--subnet", "10.31.0.0/24", "n2"]);
+    host.berth_ok(&["run", "-d", "--name", "s", "--network", "n1", "--ip", "10.30.0.7", "--", "sleep", "600"]);
+    host.berth_ok(&["network", "connect", "--ip", "10.31.0.9", "n2", "s"]);
+    let inspect = host.inspect("s");
+    let netns = inspect["NetworkSettings"]["SandboxKey"].as_str().unwrap().to_owned();
+    for (network, interface, ip, gateway) in [("n1", "eth0", "10.30.0.7", "10.30.0.254"), ("n2", "eth1", "10.31.0.9", "10.31.0.1")] {
+        let settings = &inspect["NetworkSettings"]["Networks"][network];
+        assert_eq!(settings["IPAddress"], ip);
+        assert_eq!(settings["Gateway"], gateway);
+        assert_eq!(settings["IPPrefixLen"], 24);
+        assert_eq!(settings["Interface"], interface);
+        let octets: Vec<u8> = ip.split('.').map(|o| o.parse().unwrap()).collect();
+        let mac = format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", octets[0], octets[1], octets[2], octets[3]);
+        assert_eq!(settings["MacAddress"], mac.as_str());
+        // Read the kernel's view with ip(8) from the host side.
+        let kernel: serde_json::Value = serde_json::from_str(&host.sh_ok(&format!("nsenter --net={netns} ip -j addr show {interface}"))).unwrap();
+        assert_eq!(kernel[0]["address"], mac.as_str());
+        let addrs: Vec<String> = kernel[0]["addr_info"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+            .collect();
+        assert_eq!(addrs, vec![format!("{ip}/24")], "IPv4-only interfaces carry no IPv6 address");
+        let disable_ipv6 = host.sh_ok(&format!("nsenter --net={netns} cat /proc/sys/net/ipv6/conf/{interface}/disable_ipv6"));
+        assert_eq!(disable_ipv6.trim(), "1");
+        let accept_ra = host.sh_ok(&format!("nsenter --net={netns} cat /proc/sys/net/ipv6/conf/{interface}/accept_ra"));
+        assert_eq!(accept_ra.trim(), "0");
+    }
+    // One default route, via the first network's gateway.
+    let routes = host.sh_ok(&format!("nsenter --net={netns} ip route show default"));
+    assert_eq!(routes.trim(), "default via 10.30.0.254 dev eth0 proto static");
+    let lo = host.sh_ok(&format!("nsenter --net={netns} ip -o link show lo"));
+    assert!(lo.contains("UP"), "{lo}");
+    // The network's view lists the sandbox with the same endpoint.
+    let network = &host.berth_json(&["network", "inspect", "n1"])[0];
+    let id = inspect["Id"].as_str().unwrap();
+    assert_eq!(network["Containers"][id]["IPv4Address"], "10.30.0.7/24");
+    assert_eq!(network["Containers"][id]["Name"], "s");
+    // Processes are reported.
+    assert_eq!(inspect["State"]["Running"], true);
+    assert_eq!(inspect["State"]["Pids"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn host_none_and_container_modes() {
+    if !privileged() {
+        return;
+    }
+    let host = TestHost::new(&[]);
+    // none: only lo.
+    let links = host.berth_ok(&["run", "--network", "none", "--rm", "--", "sh", "-c", "ls /sys/class/net"]);
+    assert_eq!(links.split_whitespace().collect::<Vec<_>>(), vec!["lo"]);
+    // host: the daemon's namespace, where the default bridge lives.
+    let links = host.berth_ok(&["run", "--network", "host", "--rm", "--", "sh", "-c", "ls /sys/class/net"]);
+    assert!(links.split_whitespace().any(|l| l == "berth0"), "{links}");
+    // container:NAME shares the namespace: same address, and localhost reaches the other's server.
+    serve(&host, "web", "bridge", &py::tcp_echo_server("0.0.0.0", 9000));
+    let ip = host.ip_of("web", "bridge");
+    let out = host.berth_ok(&["run", "--rm", "--network", "container:web", "--", "python3", "-c", &py::tcp_client("127.0.0.1", 9000, "side")]);
+    assert_eq!(out.trim(), "echo:side");
+    let addr = host.berth_ok(&["run", "--rm", "--network", "container:web", "--", "sh", "-c", "ip -4 -o addr show eth0"]);
+    assert!(addr.contains(&format!("{ip}/16")), "{addr}");
+    // Hostname and hosts file of the sandbox.
+    let out = host.berth_ok(&["run", "--rm", "--hostname", "box1", "--", "sh", "-c", "hostname; cat /etc/hostname; grep box1 /etc/hosts"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "box1");
+    assert_eq!(lines[1], "box1");
+    assert!(lines[2].starts_with("172.17.0."), "{out}");
+}
+
+#[test]
+fn attach_gives_a_foreign_namespace_an_endpoint() {
+    if !privileged() {
+        return;
+    }
+    let host = TestHost::new(&[]);
+    host.berth_ok(&["network", "create", "--subnet", "10.40.0.0/24", "n1"]);
+    // Another runtime's namespace: a process in a namespace of its own.
+    let mut foreign = host.command("unshare");
+    foreign.args(["--net", "sleep", "600"]);
+    let child = foreign.spawn().expect("foreign namespace");
+    let pid = loop {
+        let pids = host.sh_ok("pgrep -f '^sleep 600$' || true");
+        if let Some(pid) = pids.lines().next() {
+            break pid.trim().to_owned();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let netns = format!("/proc/{pid}/ns/net");
+    host.berth_ok(&["attach", "--name", "foreign", "--netns", &netns, "--network", "n1", "--ip", "10.40.0.50"]);
+    let addr = host.sh_ok(&format!("nsenter --net={netns} ip -4 -o addr show eth0"));
+    assert!(addr.contains("10.40.0.50/24"), "{addr}");
+    serve(&host, "peer", "n1", &py::tcp_echo_server("0.0.0.0", 7100));
+    let peer_ip = host.ip_of("peer", "n1");
+    let out = host.sh_ok(&format!("nsenter --net={netns} python3 -c \"{}\"", py::tcp_client(&peer_ip, 7100, "from-foreign").replace('"', "\\\"")));
+    assert_eq!(out.trim(), "echo:from-foreign");
+    // Removing the sandbox takes the endpoint but leaves the foreign namespace alone.
+    host.berth_ok(&["rm", "-f", "foreign"]);
+    let links = host.sh_ok(&format!("nsenter --net={netns} ls /sys/class/net"));
+    assert_eq!(links.split_whitespace().collect::<Vec<_>>(), vec!["lo"]);
+    drop(child);
+}
+
+#[test]
+fn foreground_run_returns_output_and_exit_code() {
+    if !privileged() {
+        return;
+    }
+    let host = TestHost::new(&[]);
+    let out = host.berth(&["run", "--rm", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    // The caller's environment reaches the command.
+    let mut cmd = host.berth_command();
+    cmd.args(["run", "--rm", "--", "sh", "-c", "echo $BERTH_TEST_VALUE"]);
+    cmd.env("BERTH_TEST_VALUE", "carried");
+    let out = cmd.output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "carried");
+    // --rm sandboxes are gone after the run.
+    let sandboxes = host.berth_json(&["ps"]);
+    assert_eq!(sandboxes.as_array().unwrap().len(), 0, "{sandboxes}");
+}
+
+#[test]
+fn interrupt_reaches_the_foreground_command() {
+    if !privileged() {
+        return;
+    }
+    let host = TestHost::new(&[]);
+    let mut cmd = host.berth_command();
+    cmd.args(["run", "--name", "sleeper", "--", "sh", "-c", "trap 'echo got-int; exit 3' INT; sleep 30 & wait"])
+        .stdout(std::process::Stdio::piped());
+    let child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while host.inspect("sleeper")["State"]["Running"] != true {
+        assert!(std::time::Instant::now() < deadline, "sandbox process did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Ctrl-C: SIGINT to the berth CLI (nsenter's child), which forwards it to the command.
+    host.sh_ok("pkill -INT -x berth");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "got-int");
+    assert_eq!(out.status.code(), Some(3));
+}
