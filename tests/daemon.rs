@@ -61,8 +61,8 @@ fn restart_keeps_sandboxes_and_repairs_what_was_deleted() {
 
     // Behind berth's back: the server's veth is deleted, a marked orphan and a foreign link appear.
     host.sh_ok(&format!("ip link del {veth}"));
-    host.sh_ok("ip link add bthdeadbeef type dummy && ip link set bthdeadbeef alias berth");
-    host.sh_ok("ip link add bthforeign type dummy");
+    host.sh_ok("ip link add bthdeadbeef type bridge && ip link set bthdeadbeef alias berth");
+    host.sh_ok("ip link add bthforeign type bridge");
 
     host.start_daemon(&[]);
     let links = host.links();
@@ -97,8 +97,7 @@ fn kill_during_connect_leaves_a_complete_endpoint_or_none() {
 
         let inspect = host.inspect("s");
         let host_veths: Vec<String> = host.links().into_iter().filter(|l| l.starts_with("bth")).collect();
-        let inside = host.sh_ok(&format!("nsenter --net={netns} ls /sys/class/net"));
-        let inside: Vec<&str> = inside.split_whitespace().collect();
+        let inside = host.links_in(&netns);
         if inspect["NetworkSettings"]["Networks"].get("n2").is_some() {
             complete += 1;
             assert_eq!(host_veths.len(), 2, "delay {delay_ms}: {host_veths:?}");
@@ -109,7 +108,7 @@ fn kill_during_connect_leaves_a_complete_endpoint_or_none() {
         } else {
             none += 1;
             assert_eq!(host_veths.len(), 1, "delay {delay_ms}: orphan veth left: {host_veths:?}");
-            assert_eq!(inside, vec!["eth0", "lo"], "delay {delay_ms}: orphan interface in the sandbox");
+            assert_eq!(inside, vec!["lo", "eth0"], "delay {delay_ms}: orphan interface in the sandbox");
         }
     }
     eprintln!("kill -9 during connect: {complete} complete, {none} none");

@@ -24,11 +24,11 @@ fn bad_input_is_refused_with_one_line_and_changes_nothing() {
     let before = snapshot(&host);
 
     let cases: &[(&[&str], &str)] = &[
-        (&["network", "create", "--subnet", "10.80.0.300/24", "x"], "invalid subnet"),
+        (&["network", "create", "--subnet", "10.80.0.300/24", "x"], "invalid value '10.80.0.300/24' for '--subnet"),
         (&["network", "create", "--subnet", "10.80.0.5/24", "x"], "host bits"),
         (&["network", "create", "--subnet", "10.80.0.0/16", "x"], "overlaps subnet 10.80.0.0/24 of network n1"),
-        (&["network", "create", "--subnet", "10.81.0.0/24", "--gateway", "10.82.0.1", "x"], "outside subnet"),
-        (&["network", "create", "--subnet", "10.81.0.0/24", "--ip-range", "10.82.0.0/25", "x"], "not inside subnet"),
+        (&["network", "create", "--subnet", "10.81.0.0/24", "--gateway", "10.82.0.1", "x"], "not inside any --subnet"),
+        (&["network", "create", "--subnet", "10.81.0.0/24", "--ip-range", "10.82.0.0/25", "x"], "not inside any --subnet"),
         (&["network", "create", "--subnet", "10.81.0.0/31", "x"], "too small"),
         (&["network", "create", "--subnet", "10.81.0.0/24", "n1"], "already exists"),
         (&["network", "create", "--", "-bad"], "invalid network name"),
@@ -43,7 +43,7 @@ fn bad_input_is_refused_with_one_line_and_changes_nothing() {
         (&["run", "--network", "n1", "--ip", "10.80.0.5", "--", "true"], "already in use"),
         (&["run", "--network", "n1", "--ip", "10.99.0.5", "--", "true"], "outside subnet"),
         (&["run", "--network", "n1", "--ip", "10.80.0.1", "--", "true"], "in use"),
-        (&["run", "--network", "n1", "--ip", "banana", "--", "true"], "invalid IP address"),
+        (&["run", "--network", "n1", "--ip", "banana", "--", "true"], "banana"),
         (&["run", "--name", "s", "--network", "n1", "--", "true"], "already in use"),
         (&["run", "--name=-x", "--", "true"], "invalid sandbox name"),
         (&["run", "--network", "container:nope", "--", "true"], "no such sandbox: nope"),

@@ -20,7 +20,7 @@ fn subnets_come_from_the_default_pools_in_order_around_host_routes() {
     host.berth_ok(&["network", "create", "first"]);
     assert_eq!(subnet_of(&host, "first"), "172.18.0.0/16");
     // The host already uses 172.19.0.0/16 (a route) and has an address in 172.20.0.0/16.
-    host.sh_ok("ip link add dummy0 type dummy && ip link set dummy0 up && ip route add 172.19.0.0/16 dev dummy0 && ip addr add 172.20.5.1/24 dev dummy0");
+    host.sh_ok("ip link add dummy0 type bridge && ip link set dummy0 up && ip route add 172.19.0.0/16 dev dummy0 && ip addr add 172.20.5.1/24 dev dummy0");
     host.berth_ok(&["network", "create", "second"]);
     assert_eq!(subnet_of(&host, "second"), "172.21.0.0/16");
     // A removed network's subnet is free again.

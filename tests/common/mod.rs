@@ -216,8 +216,15 @@ impl TestHost {
 
     /// Link names in the host namespace.
     pub fn links(&self) -> Vec<String> {
-        self.sh_ok("ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//'")
+        self.links_in("/proc/self/ns/net")
+    }
+
+    /// Link names in the namespace at `netns` (a path as seen from the host), without the ifb
+    /// devices the kernel may add to every new namespace.
+    pub fn links_in(&self, netns: &str) -> Vec<String> {
+        self.sh_ok(&format!("nsenter --net={netns} ip -o link show | awk -F': ' '{{print $2}}' | sed 's/@.*//'"))
             .lines()
+            .filter(|l| !l.starts_with("ifb"))
             .map(str::to_owned)
             .collect()
     }

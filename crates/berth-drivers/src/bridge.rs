@@ -8,7 +8,7 @@ use std::fs::File;
 use std::path::Path;
 
 use berth_netlink::{mac_from_ipv4, Link, Netlink, VethPeer};
-use berth_types::{EndpointRecord, NetworkRecord, LINK_ALIAS_MARK};
+use berth_types::{EndpointRecord, NetworkRecord, HOST_VETH_PREFIX, LINK_ALIAS_MARK};
 use ipnet::IpNet;
 
 use crate::DriverError;
@@ -19,8 +19,11 @@ pub struct BridgeDriver {
     host: Netlink,
 }
 
+/// A link berth made: marked with its alias, or a host veth by its name, which also covers a
+/// veth whose creation was cut short before the alias was set.
 fn is_berth_link(link: &Link) -> bool {
     link.alias.as_deref() == Some(LINK_ALIAS_MARK)
+        || (link.name.starts_with(HOST_VETH_PREFIX) && link.kind.as_deref() == Some("veth"))
 }
 
 impl BridgeDriver {

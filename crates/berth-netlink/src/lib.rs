@@ -169,19 +169,30 @@ impl Netlink {
 
     /// Creates a bridge marked with `alias`, and returns its index. The bridge is left down.
     pub async fn create_bridge(&self, name: &str, alias: &str) -> Result<u32> {
-        let message = LinkBridge::new(name).alias(alias).build();
         self.handle
             .link()
-            .add(message)
+            .add(LinkBridge::new(name).build())
             .execute()
             .await
             .map_err(failed(format!("create bridge {name}")))?;
-        self.index_of(name).await
+        let index = self.index_of(name).await?;
+        self.set_alias(index, alias).await?;
+        Ok(index)
     }
 
-    /// Creates a veth pair in one request: the host end `host_name` (marked with `alias`, up,
-    /// a port of `bridge`), the peer created straight inside the peer's namespace with its name
-    /// and MAC. Returns the host end's index.
+    /// Sets a link's alias (the kernel ignores an alias given when a link is created).
+    pub async fn set_alias(&self, index: u32, alias: &str) -> Result<()> {
+        self.handle
+            .link()
+            .set(LinkUnspec::new_with_index(index).alias(alias).build())
+            .execute()
+            .await
+            .map_err(failed(format!("set the alias of link {index}")))
+    }
+
+    /// Creates a veth pair in one request: the host end `host_name` (up, a port of `bridge`), the
+    /// peer created straight inside the peer's namespace with its name and MAC; then marks the
+    /// host end with `alias`. Returns the host end's index.
     pub async fn create_veth(&self, host_name: &str, alias: &str, bridge: u32, peer: VethPeer<'_>) -> Result<u32> {
         let mut peer_message = LinkUnspec::new_with_name(peer.name).setns_by_fd(peer.netns.as_raw_fd());
         if let Some(mac) = peer.mac {
@@ -189,7 +200,6 @@ impl Netlink {
         }
         let message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
             .name(host_name.to_owned())
-            .alias(alias)
             .controller(bridge)
             .up()
             .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_message.build())))
@@ -200,7 +210,9 @@ impl Netlink {
             .execute()
             .await
             .map_err(failed(format!("create veth pair {host_name}/{}", peer.name)))?;
-        self.index_of(host_name).await
+        let index = self.index_of(host_name).await?;
+        self.set_alias(index, alias).await?;
+        Ok(index)
     }
 
     async fn index_of(&self, name: &str) -> Result<u32> {

@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::mount::{mount, MsFlags};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::unistd;
 
@@ -245,6 +245,7 @@ impl SandboxCommand {
             SetupStep::MakeMountsSlave => {
                 "make the mount namespace a slave of the host's".to_owned()
             }
+            SetupStep::RemountSys => "mount a sysfs of the sandbox's namespace on /sys".to_owned(),
             SetupStep::BindHosts => bind(&self.hosts_file, "/etc/hosts"),
             SetupStep::BindResolvConf => bind(&self.resolv_conf_file, "/etc/resolv.conf"),
             SetupStep::BindHostname => bind(&self.hostname_file, "/etc/hostname"),
@@ -285,6 +286,7 @@ enum SetupStep {
     EnterNetns,
     NewMountNs,
     MakeMountsSlave,
+    RemountSys,
     BindHosts,
     BindResolvConf,
     BindHostname,
@@ -293,11 +295,12 @@ enum SetupStep {
 }
 
 impl SetupStep {
-    const ALL: [SetupStep; 9] = [
+    const ALL: [SetupStep; 10] = [
         SetupStep::NewSession,
         SetupStep::EnterNetns,
         SetupStep::NewMountNs,
         SetupStep::MakeMountsSlave,
+        SetupStep::RemountSys,
         SetupStep::BindHosts,
         SetupStep::BindResolvConf,
         SetupStep::BindHostname,
@@ -373,6 +376,14 @@ impl ChildSetup {
             None::<&CStr>,
         )
         .map_err(at(SetupStep::MakeMountsSlave))?;
+        // A fresh sysfs shows the sandbox's own interfaces under /sys/class/net, as with
+        // `ip netns exec`; the old one is detached only in this private mount namespace.
+        match umount2(c"/sys", MntFlags::MNT_DETACH) {
+            Ok(()) | Err(Errno::EINVAL) => {}
+            Err(errno) => return Err((SetupStep::RemountSys, errno)),
+        }
+        mount(Some(c"sysfs"), c"/sys", Some(c"sysfs"), MsFlags::empty(), None::<&CStr>)
+            .map_err(at(SetupStep::RemountSys))?;
         for bind in &plan.binds {
             mount(
                 Some(bind.source.as_c_str()),

@@ -74,7 +74,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if error.use_stderr() => {
+            // Bad input gets one line, like every other berth error; `--help` shows usage.
+            let text = error.to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: invalid arguments"));
+            return ExitCode::from(2);
+        }
+        Err(error) => error.exit(),
+    };
     // One thread: `run` and `exec` fork, and a single-threaded process forks most simply.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian 12 machine for berth: installs the Debian packages that the tests, the
+# demo and the benchmarks use, then builds the workspace. Run it as root, with cargo installed.
+# Safe to run again: packages already installed are not touched and cargo rebuilds only what
+# changed.
+#
+#   scripts/setup.sh             # packages + debug build (target/debug/{berthd,berth})
+#   scripts/setup.sh --release   # ... plus release builds of berthd and berth
+set -euo pipefail
+
+# Every Debian package the tests, demo and benchmarks use, in one place.
+PACKAGES=(iproute2 nftables iperf3 curl python3 util-linux procps kmod)
+
+release=false
+for arg in "$@"; do
+    case "$arg" in
+        --release) release=true ;;
+        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "setup.sh: unknown argument: $arg (only --release is accepted)" >&2; exit 2 ;;
+    esac
+done
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'setup.sh: error: %s\n' "$*" >&2; exit 1; }
+
+cd "$(dirname "$(readlink -f "$0")")/.."
+
+[ "$(id -u)" -eq 0 ] || die "must be run as root (it installs Debian packages; berth's tests and demo need root too). Try: sudo $0 $*"
+
+# A root shell from sudo often lacks ~/.cargo/bin on its PATH; use rustup's usual place if so.
+if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
+    PATH="${HOME:-/root}/.cargo/bin:$PATH"
+fi
+command -v cargo >/dev/null 2>&1 || die "cargo not found: install Rust first (https://rustup.rs), then run this again"
+command -v dpkg-query >/dev/null 2>&1 || die "dpkg-query not found: this script expects Debian 12 (bookworm)"
+
+installed() { [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]; }
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    installed "$pkg" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+    say "Debian packages already installed: ${PACKAGES[*]}"
+else
+    say "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    for pkg in "${missing[@]}"; do
+        installed "$pkg" || die "package $pkg is still not installed after apt-get install"
+    done
+fi
+
+say "building the workspace: cargo build --workspace --locked"
+cargo build --workspace --locked
+if $release; then
+    say "building release binaries: cargo build --release --locked -p berthd -p berth"
+    cargo build --release --locked -p berthd -p berth
+fi
+say "setup done: binaries in target/debug$($release && echo ' and target/release')"
