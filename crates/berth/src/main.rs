@@ -4,7 +4,7 @@
 //! everything goes to berthd over its unix socket, except that `run` and `exec` start the user's
 //! command themselves, inside the sandbox berthd made.
 
-mod client;
+use berth::client;
 mod commands;
 mod foreground;
 mod output;

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# bench/run.sh: runs berth's benchmarks in a throwaway host (fresh net, mount and pid namespaces;
+# everything inside dies with it) and prints one table; the JSON goes to bench/results/.
+#
+#   bench/run.sh [--count N]      # connect/disconnect latency and RSS with N sandboxes (500)
+#
+# Needs root. Builds release binaries first. Touches nothing outside its namespaces.
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")/.."
+
+count=500
+if [ "${1:-}" = "--count" ]; then count=$2; fi
+
+if [ "${BERTH_BENCH_INSIDE:-}" != 1 ]; then
+    [ "$(id -u)" -eq 0 ] || { echo "bench/run.sh: run as root (it creates namespaces)" >&2; exit 1; }
+    cargo build --release --locked -p berthd -p berth-bench >&2
+    work=$(mktemp -d /tmp/berth-bench.XXXXXX)
+    trap 'rm -rf "$work"' EXIT
+    BERTH_BENCH_INSIDE=1 BERTH_BENCH_WORK=$work unshare --net --mount --pid --fork --mount-proc \
+        --propagation private --kill-child=SIGKILL "$0" --count "$count"
+    exit
+fi
+
+# Inside the throwaway host.
+[ "$$" -eq 1 ] || { echo "bench/run.sh: refusing to run outside a fresh pid namespace" >&2; exit 1; }
+ip link set lo up
+work=$BERTH_BENCH_WORK
+target/release/berthd --data-root "$work/data" --exec-root "$work/run" --socket "$work/berth.sock" \
+    --log-level warn 2>"$work/berthd.log" &
+for _ in $(seq 100); do [ -S "$work/berth.sock" ] && break; sleep 0.1; done
+[ -S "$work/berth.sock" ] || { echo "berthd did not start:" >&2; cat "$work/berthd.log" >&2; exit 1; }
+
+result=$(target/release/connect-bench --socket "$work/berth.sock" --count "$count")
+mkdir -p bench/results
+file="bench/results/connect-$(date -u +%Y%m%dT%H%M%SZ).json"
+{
+    echo "{\"kernel\": \"$(uname -r)\", \"cpus\": $(nproc), \"result\":"
+    echo "$result"
+    echo "}"
+} >"$file"
+
+python3 - "$result" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"berth connect benchmark: {r['sandboxes']} sandboxes on one bridge, timed at the API")
+print(f"{'operation':<16}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+for op in ("create_sandbox", "connect", "disconnect", "remove_sandbox"):
+    s = r[op]
+    print(f"{op:<16}{s['p50_ms']:>10.2f}{s['p99_ms']:>10.2f}{s['max_ms']:>10.2f}")
+print(f"berthd RSS: {r['rss_kib_idle']/1024:.1f} MiB idle, {r['rss_kib_with_sandboxes']/1024:.1f} MiB with {r['sandboxes']} sandboxes (each on two networks)")
+PY
+echo "written: $file"
+kill -TERM %1 2>/dev/null || true
+wait
