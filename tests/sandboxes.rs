@@ -65,14 +65,19 @@ fn sandboxes_reach_their_gateway_on_two_networks() {
     host.berth_ok(&["run", "-d", "--name", "on-a", "--network", "a", "--", "sleep", "600"]);
     host.berth_ok(&["run", "-d", "--name", "on-b", "--network", "b", "--", "sleep", "600"]);
     // A listener in the host namespace on each gateway address.
-    for gateway in ["10.20.0.1", "10.21.0.1"] {
-        let script = py::tcp_echo_server(gateway, 8000);
-        let mut server = host.command("python3");
-        server.args(["-c", &script]).stdout(std::process::Stdio::null());
-        server.spawn().expect("gateway listener");
-    }
+    let listeners: Vec<std::process::Child> = ["10.20.0.1", "10.21.0.1"]
+        .iter()
+        .map(|gateway| {
+            let script = py::tcp_echo_server(gateway, 8000);
+            host.command("python3").args(["-c", &script]).stdout(std::process::Stdio::null()).spawn().expect("gateway listener")
+        })
+        .collect();
     assert_eq!(python_in(&host, "on-a", &py::tcp_client("10.20.0.1", 8000, "gw-a")), "echo:gw-a");
     assert_eq!(python_in(&host, "on-b", &py::tcp_client("10.21.0.1", 8000, "gw-b")), "echo:gw-b");
+    for mut listener in listeners {
+        let _ = listener.kill();
+        let _ = listener.wait();
+    }
 }
 
 #[test]
