@@ -25,6 +25,9 @@ fn default_network_follows_the_flags() {
         return;
     }
     let host = TestHost::new(&[]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(host.socket()).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660, "the API socket is created mode 0660");
     let networks = host.berth_json(&["network", "ls"]);
     assert_eq!(networks[0]["Name"], "bridge");
     assert_eq!(networks[0]["IPAM"]["Config"][0]["Subnet"], "172.17.0.0/16");

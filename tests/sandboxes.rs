@@ -232,3 +232,27 @@ fn interrupt_reaches_the_foreground_command() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "got-int");
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[test]
+fn stop_ends_processes_and_detached_rm_sandboxes_go_when_done() {
+    if !privileged() {
+        return;
+    }
+    let host = TestHost::new(&[]);
+    host.berth_ok(&["run", "-d", "--name", "long", "--", "sleep", "600"]);
+    assert_eq!(host.inspect("long")["State"]["Running"], true);
+    host.berth_ok(&["stop", "long"]);
+    assert_eq!(host.inspect("long")["State"]["Running"], false);
+    // Stopped, it can be removed without --force, and its endpoint goes with it.
+    host.berth_ok(&["rm", "long"]);
+    assert!(!host.links().iter().any(|l| l.starts_with("bth")), "{:?}", host.links());
+
+    // -d --rm: berthd removes the sandbox once its main process has ended.
+    host.berth_ok(&["run", "-d", "--rm", "--name", "brief", "--", "sleep", "0.3"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while host.berth_json(&["ps"]).as_array().unwrap().iter().any(|s| s["Name"] == "brief") {
+        assert!(std::time::Instant::now() < deadline, "the --rm sandbox was not removed");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!host.links().iter().any(|l| l.starts_with("bth")), "{:?}", host.links());
+}
