@@ -143,6 +143,7 @@ mod tests {
             endpoints: vec![],
             pids: vec![],
             main_pid: None,
+            ports: vec![],
             auto_remove: false,
         }
     }

@@ -126,6 +126,20 @@ pub struct SandboxCreate {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
     pub auto_remove: bool,
+    /// `-p` specs, as the user wrote them.
+    pub ports: Vec<String>,
+    /// Container ports (`--expose 80/tcp`) that `PublishAll` (`-P`) publishes on random ports.
+    pub expose: Vec<String>,
+    pub publish_all: bool,
+}
+
+/// Body of `POST /v1/sandboxes/{sandbox}/ports` (publish) and
+/// `POST /v1/sandboxes/{sandbox}/ports/remove` (unpublish; a spec matches the mappings of its
+/// container ports and protocol, and its host address and ports when given).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PortsChange {
+    pub ports: Vec<String>,
 }
 
 /// Body of `POST /v1/sandboxes/{sandbox}/processes`: a process now runs in the sandbox.
@@ -173,6 +187,8 @@ pub struct EndpointSettings {
 pub struct NetworkSettings {
     /// Path of the network namespace file.
     pub sandbox_key: String,
+    /// Published ports in Docker's shape.
+    pub ports: crate::PortMap,
     pub networks: BTreeMap<String, EndpointSettings>,
 }
 

@@ -6,8 +6,10 @@
 
 mod api;
 mod names;
+mod ports;
 mod records;
 
 pub use api::*;
 pub use names::*;
+pub use ports::*;
 pub use records::*;

@@ -99,6 +99,9 @@ pub struct SandboxRecord {
     pub main_pid: Option<u32>,
     /// Remove the sandbox when its main process ends (`--rm`).
     pub auto_remove: bool,
+    /// Published ports, with concrete host ports.
+    #[serde(default)]
+    pub ports: Vec<crate::PortMapping>,
 }
 
 impl SandboxRecord {

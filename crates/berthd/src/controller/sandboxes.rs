@@ -117,6 +117,7 @@ impl Controller {
             pids: Vec::new(),
             main_pid: None,
             auto_remove: request.auto_remove,
+            ports: Vec::new(),
         };
         let mut draft = SandboxDraft { created_netns: record.owns_netns(), record };
         let built = self.build_sandbox(&mut state, &mut draft, network.as_ref(), ipv4, ipv6).await;

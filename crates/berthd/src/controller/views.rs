@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use berth_types::{
-    EndpointSettings, Ipam, IpamConfig, Network, NetworkContainer, NetworkRecord, NetworkSettings, Sandbox,
+    port_map, EndpointSettings, Ipam, IpamConfig, Network, NetworkContainer, NetworkRecord, NetworkSettings, Sandbox,
     SandboxFiles, SandboxMode, SandboxRecord, SandboxState,
 };
 
@@ -107,7 +107,11 @@ impl State {
                 resolv_conf_path: resolv_conf_path(sandbox),
                 hostname_path: hostname_path(sandbox),
             },
-            network_settings: NetworkSettings { sandbox_key: sandbox.netns_path.clone(), networks },
+            network_settings: NetworkSettings {
+                sandbox_key: sandbox.netns_path.clone(),
+                ports: port_map(&sandbox.ports),
+                networks,
+            },
         }
     }
 }
