@@ -18,10 +18,12 @@ use berth_types::Version;
 use clap::{Parser, Subcommand};
 
 use crate::client::{decode, route, Client, DEFAULT_SOCKET};
+use crate::commands::firewall::FirewallCommand;
 use crate::commands::network::NetworkCommand;
+use crate::commands::port::PortArgs;
 use crate::commands::run::{ExecArgs, RunArgs};
 use crate::commands::sandbox::AttachArgs;
-use crate::commands::{network, run, sandbox};
+use crate::commands::{firewall, network, port, run, sandbox};
 use crate::output::{print_json, Format};
 
 /// Container networking for Linux: the client of berthd.
@@ -53,6 +55,11 @@ enum Command {
     Exec(ExecArgs),
     /// List sandboxes
     Ps,
+    /// List the published ports of a sandbox, or publish (add) and unpublish (rm) ports
+    Port(PortArgs),
+    /// Manage berth's firewall rules
+    #[command(subcommand)]
+    Firewall(FirewallCommand),
     /// Show sandboxes as JSON
     Inspect {
         #[arg(required = true, value_name = "SANDBOX")]
@@ -79,7 +86,10 @@ fn main() -> ExitCode {
         Err(error) if error.use_stderr() => {
             // Bad input gets one line, like every other berth error; `--help` shows usage.
             let text = error.to_string();
-            eprintln!("{}", text.lines().next().unwrap_or("error: invalid arguments"));
+            eprintln!(
+                "{}",
+                text.lines().next().unwrap_or("error: invalid arguments")
+            );
             return ExitCode::from(2);
         }
         Err(error) => error.exit(),
@@ -112,6 +122,8 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Attach(args) => sandbox::attach(&client, format, args).await,
         Command::Exec(args) => run::exec(&client, args).await,
         Command::Ps => sandbox::ps(&client, format).await,
+        Command::Port(args) => port::execute(&client, format, args).await,
+        Command::Firewall(command) => firewall::execute(&client, command).await,
         Command::Inspect { sandboxes } => Ok(sandbox::inspect(&client, &sandboxes).await),
         Command::Stop { sandboxes } => Ok(sandbox::stop(&client, &sandboxes).await),
         Command::Rm { force, sandboxes } => Ok(sandbox::remove(&client, force, &sandboxes).await),

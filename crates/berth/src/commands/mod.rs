@@ -2,7 +2,9 @@
 //! requests and renders the answers. They hold no state and no networking code; `run` (with
 //! `exec`) is the one that also starts a process, inside the sandbox berthd created.
 
+pub mod firewall;
 pub mod network;
+pub mod port;
 pub mod run;
 pub mod sandbox;
 

@@ -1,9 +1,9 @@
 //! `berth run` and `berth exec`: get a sandbox from berthd (a new one, or one that exists), start
 //! the command inside its namespaces from this process, as `ip netns exec` would, and register
-//! the process with berthd; `--network` is parsed here. In the foreground berth waits for it, forwarding signals, and passes
-//! its exit status on; berthd never carries the command's stdio. This module does not touch
-//! namespaces itself (berth-sys does) and does not decide how the sandbox is networked (berthd
-//! does).
+//! the process with berthd; `--network` is parsed here (`-p` and `--expose` in port.rs). In the
+//! foreground berth waits for it, forwarding signals, and passes its exit status on; berthd never
+//! carries the command's stdio. This module does not touch namespaces itself (berth-sys does) and
+//! does not decide how the sandbox is networked (berthd does).
 
 use std::ffi::OsString;
 use std::fmt;
@@ -17,6 +17,7 @@ use berth_types::{ProcessRegister, Sandbox, SandboxCreate};
 use clap::Args;
 
 use crate::client::{decode, route, Client};
+use crate::commands::port::{parse_expose_spec, parse_publish_spec};
 use crate::foreground::{exit_code, SignalForwarder};
 use crate::output::{print_json, Format};
 
@@ -68,18 +69,14 @@ impl fmt::Display for NetworkMode {
     }
 }
 
-/// `--ip` and `--ip6` choose the address of the sandbox's own endpoint, which only a network
-/// gives it (no `--network` means the default network).
-fn check_addresses_fit(
-    network: Option<&NetworkMode>,
-    ip: Option<Ipv4Addr>,
-    ip6: Option<Ipv6Addr>,
-) -> Result<()> {
+/// `--ip`, `--ip6`, `-p` and `-P` are about the sandbox's own endpoint, which only a network
+/// gives it (no `--network` means the default network); `flags` names them in the error.
+fn check_has_endpoint(network: Option<&NetworkMode>, flags: &str) -> Result<()> {
     match network {
-        Some(mode @ (NetworkMode::Host | NetworkMode::None | NetworkMode::Container(_)))
-            if ip.is_some() || ip6.is_some() =>
-        {
-            bail!("--ip and --ip6 need a network: --network {mode} gives the sandbox no endpoint of its own")
+        Some(mode @ (NetworkMode::Host | NetworkMode::None | NetworkMode::Container(_))) => {
+            bail!(
+                "{flags} need a network: --network {mode} gives the sandbox no endpoint of its own"
+            )
         }
         _ => Ok(()),
     }
@@ -99,6 +96,15 @@ pub struct RunArgs {
     /// IPv6 address on the network
     #[arg(long, value_name = "IP")]
     ip6: Option<Ipv6Addr>,
+    /// Publish container ports on the host: [HOSTIP:][HOSTPORT[-END]:]CPORT[-END][/PROTO]
+    #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = parse_publish_spec)]
+    publish: Vec<String>,
+    /// Publish every --expose port on a free host port
+    #[arg(short = 'P', long)]
+    publish_all: bool,
+    /// Expose container ports for -P to publish: PORT[-END][/PROTO]
+    #[arg(long, value_name = "PORT[/PROTO]", value_parser = parse_expose_spec)]
+    expose: Vec<String>,
     /// Hostname of the sandbox (the first 12 characters of its id when not given)
     #[arg(long)]
     hostname: Option<String>,
@@ -184,7 +190,13 @@ pub fn spawn_failure_exit_code(error: &ProcessError) -> u8 {
 }
 
 fn sandbox_create(args: &RunArgs) -> Result<SandboxCreate> {
-    check_addresses_fit(args.network.as_ref(), args.ip, args.ip6)?;
+    let network = args.network.as_ref();
+    if args.ip.is_some() || args.ip6.is_some() {
+        check_has_endpoint(network, "--ip and --ip6")?;
+    }
+    if !args.publish.is_empty() || args.publish_all {
+        check_has_endpoint(network, "-p and -P")?;
+    }
     if args.network == Some(NetworkMode::Host) && args.hostname.is_some() {
         bail!("--hostname cannot be used with --network host: the command keeps the host's name");
     }
@@ -200,6 +212,9 @@ fn sandbox_create(args: &RunArgs) -> Result<SandboxCreate> {
         hostname: args.hostname.clone().unwrap_or_default(),
         netns: None,
         auto_remove: args.rm,
+        ports: args.publish.clone(),
+        expose: args.expose.clone(),
+        publish_all: args.publish_all,
     })
 }
 
@@ -411,16 +426,59 @@ mod tests {
     }
 
     #[test]
-    fn addresses_need_a_network() {
-        let ip = Some(Ipv4Addr::new(10, 0, 0, 5));
-        assert!(check_addresses_fit(None, ip, None).is_ok());
-        assert!(check_addresses_fit(Some(&NetworkMode::Network("n1".into())), ip, None).is_ok());
-        assert!(check_addresses_fit(Some(&NetworkMode::Host), None, None).is_ok());
-        let error = check_addresses_fit(Some(&NetworkMode::Host), ip, None).unwrap_err();
+    fn addresses_and_published_ports_need_a_network() {
+        let request = |command_line: &str| sandbox_create(&parse(command_line).unwrap());
+        assert!(request("--ip 10.0.0.5 true").is_ok());
+        assert!(request("--network n1 --ip 10.0.0.5 -p 80 true").is_ok());
+        assert!(request("--network host true").is_ok());
+        assert!(request("--network host --expose 80 true").is_ok());
         assert_eq!(
-            error.to_string(),
+            request("--network host --ip 10.0.0.5 true")
+                .unwrap_err()
+                .to_string(),
             "--ip and --ip6 need a network: --network host gives the sandbox no endpoint of its own"
         );
+        assert_eq!(
+            request("--network container:web -P true")
+                .unwrap_err()
+                .to_string(),
+            "-p and -P need a network: --network container:web gives the sandbox no endpoint of \
+             its own"
+        );
+        assert!(request("--network none -p 8080:80 true").is_err());
+    }
+
+    #[test]
+    fn publish_flags_reach_the_request_as_typed() {
+        let args = parse(
+            "-p 8080:80 --publish [::1]:9090:90/udp -p 127.0.0.1::443 -P \
+             --expose 7000-7002/udp --expose 22 -- server -p 1",
+        )
+        .unwrap();
+        let request = sandbox_create(&args).unwrap();
+        assert_eq!(
+            request.ports,
+            ["8080:80", "[::1]:9090:90/udp", "127.0.0.1::443"]
+        );
+        assert_eq!(request.expose, ["7000-7002/udp", "22"]);
+        assert!(request.publish_all);
+        assert_eq!(args.command, ["server", "-p", "1"]);
+
+        let request = sandbox_create(&parse("true").unwrap()).unwrap();
+        assert!(request.ports.is_empty() && request.expose.is_empty() && !request.publish_all);
+    }
+
+    #[test]
+    fn a_bad_port_spec_is_a_one_line_usage_error() {
+        let error = parse("-p 8080:80/icmp true").unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+        assert_eq!(
+            error.to_string().lines().next().unwrap(),
+            "error: invalid value '8080:80/icmp' for '--publish <SPEC>': invalid protocol \
+             \"icmp\" in \"8080:80/icmp\": use tcp, udp or sctp"
+        );
+        assert!(parse("-p 70000 true").is_err());
+        assert!(parse("--expose 8080:80 true").is_err());
     }
 
     #[test]

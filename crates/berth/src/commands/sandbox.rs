@@ -1,5 +1,5 @@
 //! `berth ps`, `inspect`, `stop`, `rm` and `attach`: sandboxes as berthd keeps them. Nothing
-//! here starts a process (that is run.rs).
+//! here starts a process (that is run.rs) or changes published ports (that is port.rs).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
@@ -10,6 +10,7 @@ use berth_types::{Sandbox, SandboxCreate};
 use clap::Args;
 
 use crate::client::{decode, route, Client};
+use crate::commands::port::compact_ports;
 use crate::commands::{for_each_name, inspect_each};
 use crate::output::{print_json, short_id, Format, Table};
 
@@ -66,7 +67,7 @@ pub async fn ps(client: &Client, format: Format) -> Result<ExitCode> {
         Format::Json => print_json(&sandboxes),
         Format::Human => print!(
             "{}",
-            sandbox_table(&decode::<Vec<Sandbox>>(sandboxes)?).render()
+            sandbox_table(&decode::<Vec<Sandbox>>(sandboxes)?)?.render()
         ),
     }
     Ok(ExitCode::SUCCESS)
@@ -97,7 +98,7 @@ pub async fn remove(client: &Client, force: bool, sandboxes: &[String]) -> ExitC
     .await
 }
 
-fn sandbox_table(sandboxes: &[Sandbox]) -> Table {
+fn sandbox_table(sandboxes: &[Sandbox]) -> Result<Table> {
     let mut table = Table::new(&[
         "SANDBOX ID",
         "NAME",
@@ -105,6 +106,7 @@ fn sandbox_table(sandboxes: &[Sandbox]) -> Table {
         "IP ADDRESSES",
         "PIDS",
         "STATUS",
+        "PORTS",
     ]);
     for sandbox in sandboxes {
         let endpoints = &sandbox.network_settings.networks;
@@ -132,15 +134,19 @@ fn sandbox_table(sandboxes: &[Sandbox]) -> Table {
             addresses.join(","),
             pids.join(","),
             status.to_owned(),
+            compact_ports(&sandbox.name, &sandbox.network_settings.ports)?,
         ]);
     }
-    table
+    Ok(table)
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use berth_types::{EndpointSettings, NetworkSettings, SandboxFiles, SandboxState};
+    use berth_types::{
+        port_map, EndpointSettings, NetworkSettings, PortMap, PortMapping, PortProtocol, PortRange,
+        SandboxFiles, SandboxState,
+    };
     use std::collections::BTreeMap;
 
     #[test]
@@ -201,25 +207,30 @@ pub(crate) mod tests {
             },
             network_settings: NetworkSettings {
                 sandbox_key: "/run/berth/netns/x".into(),
+                ports: PortMap::new(),
                 networks,
             },
         }
     }
 
     #[test]
-    fn the_list_shows_networks_addresses_and_state() {
-        let sandboxes = [
-            sandbox(
-                "web",
-                &[("bridge", "172.17.0.2", ""), ("n1", "10.10.0.2", "fd00::2")],
-                &[4242, 4250],
-            ),
-            sandbox("idle", &[], &[]),
-        ];
+    fn the_list_shows_networks_addresses_state_and_ports() {
+        let mut web = sandbox(
+            "web",
+            &[("bridge", "172.17.0.2", ""), ("n1", "10.10.0.2", "fd00::2")],
+            &[4242, 4250],
+        );
+        web.network_settings.ports = port_map(&[PortMapping {
+            protocol: PortProtocol::Tcp,
+            host_ip: None,
+            host_ports: PortRange::single(8080),
+            container_ports: PortRange::single(80),
+        }]);
+        let sandboxes = [web, sandbox("idle", &[], &[])];
         assert_eq!(
-            sandbox_table(&sandboxes).render(),
-            "SANDBOX ID     NAME   NETWORKS    IP ADDRESSES                   PIDS        STATUS\n\
-             web012345678   web    bridge,n1   172.17.0.2,10.10.0.2,fd00::2   4242,4250   Up\n\
+            sandbox_table(&sandboxes).unwrap().render(),
+            "SANDBOX ID     NAME   NETWORKS    IP ADDRESSES                   PIDS        STATUS   PORTS\n\
+             web012345678   web    bridge,n1   172.17.0.2,10.10.0.2,fd00::2   4242,4250   Up       0.0.0.0:8080->80/tcp, :::8080->80/tcp\n\
              idle01234567   idle   none                                                   Exited\n"
         );
     }
