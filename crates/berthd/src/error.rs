@@ -45,6 +45,7 @@ internal_from!(
     berth_drivers::DriverError,
     berth_netlink::NetlinkError,
     berth_sys::netns::NetnsError,
+    berth_firewall::FirewallError,
     std::io::Error
 );
 

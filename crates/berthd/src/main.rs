@@ -7,6 +7,7 @@ mod api;
 mod controller;
 mod error;
 mod ids;
+mod port_holder;
 mod sandbox_files;
 
 use std::os::unix::fs::PermissionsExt;
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use berth_firewall::FirewallKind;
 use clap::Parser;
 use ipnet::IpNet;
 use tokio::net::UnixListener;
@@ -43,7 +45,13 @@ struct Args {
     /// Do not create the default network `bridge`.
     #[arg(long)]
     no_default_network: bool,
+    /// Firewall backend for NAT, published ports and isolation: nftables or none.
+    #[arg(long, default_value = "nftables")]
+    firewall: FirewallKind,
 }
+
+/// How long after an nftables change event the ruleset is checked (events come in bursts).
+const FIREWALL_CHECK_DELAY: Duration = Duration::from_millis(100);
 
 /// How often `--rm` sandboxes are checked for a finished main process.
 const AUTO_REMOVE_INTERVAL: Duration = Duration::from_millis(500);
@@ -66,11 +74,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data root {}", args.data_root.display()))?;
     let store = berth_store::Store::open(&args.data_root.join("state.redb"))?;
     let default_network = (!args.no_default_network).then_some(DefaultNetwork { subnet: args.bridge_subnet });
+    // Subscribe before reconciling, so no change between the two goes unseen.
+    let firewall_changes = match args.firewall {
+        FirewallKind::None => None,
+        _ => Some(berth_firewall::watch_changes().context("cannot watch nftables for changes")?),
+    };
+    let firewall = berth_firewall::select(args.firewall);
     let controller = Arc::new(
-        Controller::start(store, Paths::new(&args.exec_root), default_network)
+        Controller::start(store, Paths::new(&args.exec_root), firewall, default_network)
             .await
             .context("cannot start")?,
     );
+    if let Some(mut changes) = firewall_changes {
+        let controller = controller.clone();
+        tokio::spawn(async move {
+            while changes.recv().await.is_some() {
+                tokio::time::sleep(FIREWALL_CHECK_DELAY).await;
+                while changes.try_recv().is_ok() {}
+                controller.heal_firewall().await;
+            }
+        });
+    }
     let listener = bind_socket(&args.socket).await?;
     tracing::info!(socket = %args.socket.display(), "berthd ready");
 

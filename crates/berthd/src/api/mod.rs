@@ -29,6 +29,9 @@ pub fn router(controller: Shared) -> Router {
         .route("/v1/sandboxes/{sandbox}", get(sandboxes::inspect).delete(sandboxes::remove))
         .route("/v1/sandboxes/{sandbox}/processes", post(sandboxes::register_process))
         .route("/v1/sandboxes/{sandbox}/stop", post(sandboxes::stop))
+        .route("/v1/sandboxes/{sandbox}/ports", post(sandboxes::publish_ports))
+        .route("/v1/sandboxes/{sandbox}/ports/remove", post(sandboxes::unpublish_ports))
+        .route("/v1/firewall/reload", post(reload_firewall))
         .fallback(|| async { Error::NotFound("no such route".into()) })
         .with_state(controller)
 }
@@ -39,6 +42,11 @@ async fn version() -> Json<Version> {
         api_version: "1".into(),
         pid: std::process::id(),
     })
+}
+
+async fn reload_firewall(axum::extract::State(c): axum::extract::State<Shared>) -> Result<StatusCode, Error> {
+    c.reload_firewall().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 impl IntoResponse for Error {

@@ -3,7 +3,7 @@
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use berth_types::{ProcessRegister, Sandbox, SandboxCreate};
+use berth_types::{PortsChange, ProcessRegister, Sandbox, SandboxCreate};
 use serde::Deserialize;
 
 use super::{Body, Shared};
@@ -47,4 +47,20 @@ pub async fn remove(
 ) -> Result<StatusCode> {
     c.remove_sandbox(&sandbox, query.force).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn publish_ports(
+    State(c): State<Shared>,
+    Path(sandbox): Path<String>,
+    Body(change): Body<PortsChange>,
+) -> Result<Json<Sandbox>> {
+    c.publish_ports(&sandbox, change).await.map(Json)
+}
+
+pub async fn unpublish_ports(
+    State(c): State<Shared>,
+    Path(sandbox): Path<String>,
+    Body(change): Body<PortsChange>,
+) -> Result<Json<Sandbox>> {
+    c.unpublish_ports(&sandbox, change).await.map(Json)
 }

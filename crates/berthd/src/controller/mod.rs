@@ -4,6 +4,7 @@
 //! they were. It is the only code that writes the store; one lock serialises all commands.
 
 mod networks;
+mod ports;
 mod reconcile;
 mod sandboxes;
 mod views;
@@ -13,6 +14,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use berth_drivers::BridgeDriver;
+use berth_firewall::Firewall;
 use berth_ipam::AddressPool;
 use berth_netlink::Netlink;
 use berth_store::Store;
@@ -63,6 +65,8 @@ struct State {
     networks: BTreeMap<String, NetworkRecord>,
     sandboxes: BTreeMap<String, SandboxRecord>,
     pools: HashMap<String, NetworkPools>,
+    /// Sockets holding the published host ports, by sandbox id.
+    reservations: HashMap<String, Vec<ports::Reservation>>,
 }
 
 impl State {
@@ -133,6 +137,7 @@ pub struct Controller {
     state: Mutex<State>,
     store: Store,
     bridge: BridgeDriver,
+    firewall: Box<dyn Firewall>,
     host: Netlink,
     paths: Paths,
 }
@@ -145,7 +150,12 @@ impl std::fmt::Debug for Controller {
 
 impl Controller {
     /// Loads the store, reconciles the kernel with it and makes sure the default network exists.
-    pub async fn start(store: Store, paths: Paths, default_network: Option<DefaultNetwork>) -> anyhow::Result<Self> {
+    pub async fn start(
+        store: Store,
+        paths: Paths,
+        firewall: Box<dyn Firewall>,
+        default_network: Option<DefaultNetwork>,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&paths.sandboxes_dir)?;
         berth_sys::netns::prepare_netns_dir(&paths.netns_dir)?;
         let host = Netlink::connect()?;
@@ -153,6 +163,7 @@ impl Controller {
             state: Mutex::new(State::default()),
             store,
             bridge: BridgeDriver::new(host.clone()),
+            firewall,
             host,
             paths,
         };

@@ -157,15 +157,22 @@ impl Controller {
     /// Creates the network in the kernel, then commits it; undoes the kernel work if the commit fails.
     pub(super) async fn add_network(&self, state: &mut State, record: NetworkRecord) -> Result<Network> {
         self.bridge.create_network(&record).await?;
-        if let Err(e) = self.store.commit(&[Change::PutNetwork(&record)]) {
+        let id = record.id.clone();
+        state.networks.insert(id.clone(), record.clone());
+        let done = self
+            .apply_firewall(state)
+            .and_then(|()| Ok(self.store.commit(&[Change::PutNetwork(&record)])?));
+        if let Err(e) = done {
+            state.networks.remove(&id);
+            if let Err(undo) = self.apply_firewall(state) {
+                tracing::error!(network = %record.name, "cannot undo firewall rules: {undo}");
+            }
             if let Err(undo) = self.bridge.delete_network(&record).await {
                 tracing::error!(network = %record.name, "cannot undo bridge creation: {undo}");
             }
-            return Err(e.into());
+            return Err(e);
         }
         tracing::info!(network = %record.name, bridge = %record.bridge, "network created");
-        let id = record.id.clone();
-        state.networks.insert(id.clone(), record);
         state.rebuild_pools(&id)?;
         Ok(state.network_view(&state.networks[&id]))
     }
@@ -197,6 +204,9 @@ impl Controller {
         }
         state.networks.remove(&network.id);
         state.pools.remove(&network.id);
+        if let Err(e) = self.apply_firewall(state) {
+            tracing::error!(network = %network.name, "cannot remove the network's firewall rules: {e}");
+        }
         tracing::info!(network = %network.name, "network removed");
         Ok(())
     }

@@ -49,6 +49,8 @@ impl Controller {
         }
 
         self.remove_orphans(&state).await;
+        self.restore_reservations(&mut state);
+        self.apply_firewall(&state)?;
 
         if let Some(default) = default_network {
             if !state.networks.values().any(|n| n.name == DEFAULT_NETWORK) {

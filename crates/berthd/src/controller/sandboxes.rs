@@ -52,6 +52,8 @@ pub(super) fn live_pids(sandbox: &SandboxRecord) -> Vec<u32> {
 struct SandboxDraft {
     record: SandboxRecord,
     created_netns: bool,
+    reservations: Vec<super::ports::Reservation>,
+    dnats: Vec<berth_firewall::Dnat>,
 }
 
 impl Controller {
@@ -119,14 +121,17 @@ impl Controller {
             auto_remove: request.auto_remove,
             ports: Vec::new(),
         };
-        let mut draft = SandboxDraft { created_netns: record.owns_netns(), record };
-        let built = self.build_sandbox(&mut state, &mut draft, network.as_ref(), ipv4, ipv6).await;
+        let mut draft = SandboxDraft { created_netns: record.owns_netns(), record, reservations: Vec::new(), dnats: Vec::new() };
+        let built = self.build_sandbox(&mut state, &mut draft, &request, network.as_ref(), ipv4, ipv6).await;
         if let Err(e) = built {
             self.undo_sandbox(&mut state, &draft).await;
             return Err(e);
         }
         tracing::info!(sandbox = %draft.record.name, mode = ?draft.record.mode, "sandbox created");
         let view = state.sandbox_view(&draft.record);
+        if !draft.reservations.is_empty() {
+            state.reservations.insert(draft.record.id.clone(), draft.reservations);
+        }
         state.sandboxes.insert(draft.record.id.clone(), draft.record);
         Ok(view)
     }
@@ -139,6 +144,7 @@ impl Controller {
         &self,
         state: &mut State,
         draft: &mut SandboxDraft,
+        request: &SandboxCreate,
         network: Option<&NetworkRecord>,
         ipv4: Option<IpAddr>,
         ipv6: Option<IpAddr>,
@@ -150,6 +156,12 @@ impl Controller {
             let endpoint = self.add_endpoint(state, &draft.record, network, ipv4, ipv6).await?;
             draft.record.endpoints.push(endpoint);
         }
+        draft.reservations =
+            self.reserve_ports(state, &draft.record, &request.ports, &request.expose, request.publish_all)?;
+        draft.record.ports = draft.reservations.iter().map(|r| r.mapping.clone()).collect();
+        let dnats = state.sandbox_dnats(&draft.record);
+        self.firewall.add_dnats(&dnats)?;
+        draft.dnats = dnats;
         write_sandbox_files(&draft.record)?;
         self.store.commit(&[Change::PutSandbox(&draft.record)])?;
         Ok(())
@@ -157,6 +169,9 @@ impl Controller {
 
     /// Undoes whatever [`Self::build_sandbox`] did before it failed.
     async fn undo_sandbox(&self, state: &mut State, draft: &SandboxDraft) {
+        if let Err(e) = self.firewall.remove_dnats(&draft.dnats) {
+            tracing::error!(sandbox = %draft.record.name, "cannot remove DNAT entries: {e}");
+        }
         for endpoint in &draft.record.endpoints {
             self.remove_endpoint(state, endpoint).await;
         }
@@ -297,6 +312,17 @@ impl Controller {
         // Store first: if the kernel step then fails, the veth left behind carries berth's mark
         // and no record, so reconcile removes it.
         self.store.commit(&[Change::PutSandbox(&sandbox)])?;
+        // Published ports follow the sandbox to its next network, or stop with this one.
+        let before = state.sandbox_dnats(state.sandbox(&sandbox.id)?);
+        let after = state.sandbox_dnats(&sandbox);
+        if before != after {
+            let gone: Vec<_> = before.iter().filter(|d| !after.contains(d)).cloned().collect();
+            let new: Vec<_> = after.iter().filter(|d| !before.contains(d)).cloned().collect();
+            if let Err(e) = self.firewall.remove_dnats(&gone).and_then(|()| self.firewall.add_dnats(&new)) {
+                tracing::error!(sandbox = %sandbox.name, "cannot move DNAT entries: {e}");
+            }
+            super::ports::forget_udp_flows(&gone);
+        }
         self.remove_endpoint(&mut state, &endpoint).await;
         if let Err(e) = write_sandbox_files(&sandbox) {
             tracing::error!(sandbox = %sandbox.name, "cannot rewrite sandbox files: {e}");
@@ -356,7 +382,16 @@ impl Controller {
         }
         // Store first; what the kernel step leaves behind is marked and reconciled away.
         self.store.commit(&[Change::DeleteSandbox(&sandbox.id)])?;
+        let dnats = state.sandbox_dnats(&sandbox);
         state.sandboxes.remove(&sandbox.id);
+        state.reservations.remove(&sandbox.id);
+        if let Err(e) = self.firewall.remove_dnats(&dnats) {
+            tracing::error!(sandbox = %sandbox.name, "cannot remove DNAT entries, re-applying the ruleset: {e}");
+            if let Err(e) = self.apply_firewall(&state) {
+                tracing::error!("cannot re-apply the firewall ruleset: {e}");
+            }
+        }
+        super::ports::forget_udp_flows(&dnats);
         for endpoint in &sandbox.endpoints {
             self.remove_endpoint(&mut state, endpoint).await;
         }

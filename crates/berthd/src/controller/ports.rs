@@ -1,0 +1,412 @@
+//! Published ports: turning `-p` specs into mappings with concrete host ports, holding a bound
+//! socket per host port while a mapping lives (so no other process can take it, and conflicts
+//! are found by the kernel's own bind check), the DNAT entries that send the traffic to the
+//! sandbox, and berth's complete firewall ruleset derived from the state. It never edits
+//! nftables itself; the firewall layer does.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use berth_firewall::{Dnat, NetworkPolicy, Ruleset};
+use berth_types::{PortMapping, PortProtocol, PortRange, PortSpec, PortsChange, Sandbox, SandboxRecord};
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{Controller, State};
+use crate::error::{Error, Result};
+use crate::port_holder::port_holder;
+
+/// A mapping and the sockets that reserve its host ports.
+#[derive(Debug)]
+pub(super) struct Reservation {
+    pub mapping: PortMapping,
+    _sockets: Vec<Socket>,
+}
+
+/// How many random starting points `-P` and `-p CPORT` try before giving up.
+const RANDOM_PORT_ATTEMPTS: usize = 64;
+
+fn host_addresses(host_ip: Option<IpAddr>) -> Vec<IpAddr> {
+    match host_ip {
+        Some(ip) => vec![ip],
+        None => vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)],
+    }
+}
+
+/// Binds (without listening) one socket on `ip:port`; a v6 wildcard binds v6 only, so the v4
+/// wildcard is reserved by its own socket.
+fn bind_port(protocol: PortProtocol, ip: IpAddr, port: u16) -> io::Result<Socket> {
+    let domain = if ip.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let (kind, proto) = match protocol {
+        PortProtocol::Tcp => (Type::STREAM, Protocol::TCP),
+        PortProtocol::Udp => (Type::DGRAM, Protocol::UDP),
+        PortProtocol::Sctp => (Type::SEQPACKET, Protocol::from(libc::IPPROTO_SCTP)),
+    };
+    let socket = Socket::new(domain, kind.cloexec(), Some(proto))?;
+    if ip.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&SocketAddr::new(ip, port).into())?;
+    Ok(socket)
+}
+
+
+
+fn ephemeral_range() -> (u16, u16) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut parts = s.split_whitespace().map(|p| p.parse::<u16>().ok());
+            Some((parts.next()??, parts.next()??))
+        })
+        .unwrap_or((32768, 60999))
+}
+
+impl State {
+    /// The sandbox (by name) that already publishes an overlapping host port, if any.
+    fn publisher_of(&self, mapping: &PortMapping) -> Option<&str> {
+        self.sandboxes.values().find_map(|s| {
+            s.ports
+                .iter()
+                .any(|m| {
+                    m.protocol == mapping.protocol
+                        && m.host_ports.overlaps(&mapping.host_ports)
+                        && (m.host_ip.is_none() || mapping.host_ip.is_none() || m.host_ip == mapping.host_ip)
+                })
+                .then_some(s.name.as_str())
+        })
+    }
+
+    /// DNAT entries for a sandbox's mappings: to its address of each family on its first
+    /// non-internal network. An IPv6 host address in front of an IPv4-only sandbox gets no entry
+    /// (that path is the userland proxy's).
+    pub(super) fn sandbox_dnats(&self, sandbox: &SandboxRecord) -> Vec<Dnat> {
+        let endpoint = sandbox
+            .endpoints
+            .iter()
+            .find(|e| self.networks.get(&e.network_id).is_some_and(|n| !n.internal));
+        let Some(endpoint) = endpoint else { return Vec::new() };
+        let targets: Vec<IpAddr> = endpoint
+            .ipv4
+            .map(|a| IpAddr::V4(a.addr()))
+            .into_iter()
+            .chain(endpoint.ipv6.map(|a| IpAddr::V6(a.addr())))
+            .collect();
+        sandbox
+            .ports
+            .iter()
+            .flat_map(|m| {
+                targets
+                    .iter()
+                    .filter(move |t| m.host_ip.is_none_or(|h| h.is_ipv4() == t.is_ipv4()))
+                    .map(move |target| Dnat {
+                        protocol: m.protocol,
+                        host_ip: m.host_ip,
+                        host_ports: m.host_ports,
+                        target: *target,
+                        target_ports: m.container_ports,
+                    })
+            })
+            .collect()
+    }
+
+    /// berth's whole firewall ruleset, derived from the networks and the published ports.
+    pub(super) fn ruleset(&self) -> Ruleset {
+        Ruleset {
+            networks: self
+                .networks
+                .values()
+                .map(|n| NetworkPolicy {
+                    name: n.name.clone(),
+                    bridge: n.bridge.clone(),
+                    subnets: n.subnets.iter().map(|s| s.subnet).collect(),
+                    internal: n.internal,
+                })
+                .collect(),
+            dnats: self.sandboxes.values().flat_map(|s| self.sandbox_dnats(s)).collect(),
+        }
+    }
+}
+
+/// A spec's mapping once its host ports are known.
+fn mapping_for(spec: &PortSpec, host_ports: PortRange) -> PortMapping {
+    PortMapping { protocol: spec.protocol, host_ip: spec.host_ip, host_ports, container_ports: spec.container_ports }
+}
+
+impl Controller {
+    /// Resolves and reserves the host ports of `specs` (and, with `publish_all`, of `expose`) for
+    /// `sandbox`. Nothing is kept if one of them fails: the sockets close when dropped.
+    pub(super) fn reserve_ports(
+        &self,
+        state: &State,
+        sandbox: &SandboxRecord,
+        specs: &[String],
+        expose: &[String],
+        publish_all: bool,
+    ) -> Result<Vec<Reservation>> {
+        let mut parsed = Vec::new();
+        for text in specs {
+            parsed.push(PortSpec::parse(text).map_err(Error::BadRequest)?);
+        }
+        if publish_all {
+            for text in expose {
+                let spec = PortSpec::parse(text).map_err(Error::BadRequest)?;
+                if spec.host_ip.is_some() || spec.host_ports.is_some() {
+                    return Err(Error::BadRequest(format!("--expose takes container ports only, not {text:?}")));
+                }
+                parsed.push(spec);
+            }
+        }
+        if !parsed.is_empty() {
+            state.check_can_publish(sandbox)?;
+        }
+        let mut reservations: Vec<Reservation> = Vec::new();
+        // A container range without host ports gets one random host port per container port.
+        let parsed: Vec<PortSpec> = parsed
+            .into_iter()
+            .flat_map(|spec| match spec.host_ports {
+                None if spec.container_ports.count() > 1 => (spec.container_ports.start..=spec.container_ports.end)
+                    .map(|port| PortSpec { container_ports: PortRange::single(port), ..spec.clone() })
+                    .collect(),
+                _ => vec![spec],
+            })
+            .collect();
+        for spec in &parsed {
+            let reservation = match spec.host_ports {
+                Some(host_ports) => {
+                    if host_ports.count() == spec.container_ports.count() && host_ports != spec.container_ports && host_ports.count() > 1 {
+                        return Err(Error::BadRequest(format!(
+                            "host ports {host_ports} cannot map onto container ports {}: a range is published on the same ports or onto one container port",
+                            spec.container_ports
+                        )));
+                    }
+                    self.reserve(state, &reservations, mapping_for(spec, host_ports))?
+                }
+                None => self.reserve_random(state, &reservations, spec)?,
+            };
+            reservations.push(reservation);
+        }
+        Ok(reservations)
+    }
+
+    /// Reserves the host ports of `mapping`, refusing ports berth already publishes and ports
+    /// a host process holds.
+    fn reserve(&self, state: &State, pending: &[Reservation], mapping: PortMapping) -> Result<Reservation> {
+        let clash = |m: &PortMapping| {
+            m.protocol == mapping.protocol
+                && m.host_ports.overlaps(&mapping.host_ports)
+                && (m.host_ip.is_none() || mapping.host_ip.is_none() || m.host_ip == mapping.host_ip)
+        };
+        if let Some(owner) = state.publisher_of(&mapping) {
+            return Err(Error::Conflict(format!(
+                "host port {}/{} is already published by sandbox {owner}",
+                mapping.host_ports, mapping.protocol
+            )));
+        }
+        if pending.iter().any(|r| clash(&r.mapping)) {
+            return Err(Error::BadRequest(format!("host port {}/{} is requested twice", mapping.host_ports, mapping.protocol)));
+        }
+        let mut sockets = Vec::new();
+        for ip in host_addresses(mapping.host_ip) {
+            for port in mapping.host_ports.start..=mapping.host_ports.end {
+                match bind_port(mapping.protocol, ip, port) {
+                    Ok(socket) => sockets.push(socket),
+                    // A host without IPv6 cannot have v6 users of the port either.
+                    Err(e) if mapping.host_ip.is_none() && ip.is_ipv6() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {}
+                    Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                        let holder = port_holder(mapping.protocol, port).map(|h| format!(" by {h}")).unwrap_or_default();
+                        return Err(Error::Conflict(format!("host port {ip}:{port}/{} is already in use{holder}", mapping.protocol)));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
+                        return Err(Error::BadRequest(format!("host address {ip} is not an address of this host")));
+                    }
+                    Err(e) => return Err(Error::Internal(format!("cannot reserve host port {ip}:{port}/{}: {e}", mapping.protocol))),
+                }
+            }
+        }
+        Ok(Reservation { mapping, _sockets: sockets })
+    }
+
+    /// Reserves a free random host port from the ephemeral range for a one-port spec without
+    /// a host port.
+    fn reserve_random(&self, state: &State, pending: &[Reservation], spec: &PortSpec) -> Result<Reservation> {
+        let (low, high) = ephemeral_range();
+        let span = high.saturating_sub(low).max(1);
+        for _ in 0..RANDOM_PORT_ATTEMPTS {
+            let port = low + (rand::random::<u16>() % span);
+            match self.reserve(state, pending, mapping_for(spec, PortRange::single(port))) {
+                Ok(r) => return Ok(r),
+                Err(Error::Conflict(_)) | Err(Error::BadRequest(_)) if spec.host_ip.is_none() => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict(format!("no free host port left for {}/{}", spec.container_ports, spec.protocol)))
+    }
+
+    pub async fn publish_ports(&self, key: &str, change: PortsChange) -> Result<Sandbox> {
+        let mut state = self.state.lock().await;
+        let mut sandbox = state.sandbox(key)?.clone();
+        let reservations = self.reserve_ports(&state, &sandbox, &change.ports, &[], false)?;
+        let before = state.sandbox_dnats(&sandbox);
+        sandbox.ports.extend(reservations.iter().map(|r| r.mapping.clone()));
+        let added: Vec<Dnat> = state.sandbox_dnats(&sandbox).into_iter().filter(|d| !before.contains(d)).collect();
+        self.firewall.add_dnats(&added)?;
+        if let Err(e) = self.store.commit(&[berth_store::Change::PutSandbox(&sandbox)]) {
+            if let Err(undo) = self.firewall.remove_dnats(&added) {
+                tracing::error!("cannot undo DNAT entries: {undo}");
+            }
+            return Err(e.into());
+        }
+        state.reservations.entry(sandbox.id.clone()).or_default().extend(reservations);
+        let view = state.sandbox_view(&sandbox);
+        state.sandboxes.insert(sandbox.id.clone(), sandbox);
+        Ok(view)
+    }
+
+    pub async fn unpublish_ports(&self, key: &str, change: PortsChange) -> Result<Sandbox> {
+        let mut state = self.state.lock().await;
+        let mut sandbox = state.sandbox(key)?.clone();
+        let mut removed = Vec::new();
+        for text in &change.ports {
+            let spec = PortSpec::parse(text).map_err(Error::BadRequest)?;
+            let matching = |m: &PortMapping| {
+                m.protocol == spec.protocol
+                    && m.container_ports == spec.container_ports
+                    && spec.host_ip.is_none_or(|ip| m.host_ip == Some(ip))
+                    && spec.host_ports.is_none_or(|p| m.host_ports == p)
+            };
+            let before = sandbox.ports.len();
+            removed.extend(sandbox.ports.iter().filter(|m| matching(m)).cloned());
+            sandbox.ports.retain(|m| !matching(m));
+            if sandbox.ports.len() == before {
+                return Err(Error::NotFound(format!("sandbox {} does not publish {text}", sandbox.name)));
+            }
+        }
+        let old = state.sandbox_dnats(state.sandbox(key)?);
+        let kept = state.sandbox_dnats(&sandbox);
+        let gone: Vec<Dnat> = old.into_iter().filter(|d| !kept.contains(d)).collect();
+        // Store first: an entry the firewall then fails to remove is dropped by the next full apply.
+        self.store.commit(&[berth_store::Change::PutSandbox(&sandbox)])?;
+        if let Err(e) = self.firewall.remove_dnats(&gone) {
+            tracing::error!(sandbox = %sandbox.name, "cannot remove DNAT entries, re-applying the ruleset: {e}");
+        }
+        if let Some(held) = state.reservations.get_mut(&sandbox.id) {
+            held.retain(|r| !removed.contains(&r.mapping));
+        }
+        forget_udp_flows(&gone);
+        let view = state.sandbox_view(&sandbox);
+        state.sandboxes.insert(sandbox.id.clone(), sandbox);
+        if !gone.is_empty() {
+            self.apply_firewall_if_drifted(&state);
+        }
+        Ok(view)
+    }
+
+    /// Applies berth's whole ruleset and the forwarding sysctls it needs.
+    pub(super) fn apply_firewall(&self, state: &State) -> Result<()> {
+        let ruleset = state.ruleset();
+        let forwarding = state.networks.values().filter(|n| !n.internal);
+        let (mut v4, mut v6) = (false, false);
+        for network in forwarding {
+            v4 = true;
+            v6 |= network.subnet_v6().is_some();
+        }
+        let set = |key: &str| berth_sys::sysctl::set_sysctl(key, "1").map_err(|e| Error::Internal(e.to_string()));
+        if v4 {
+            set("net/ipv4/ip_forward")?;
+        }
+        if v6 {
+            set("net/ipv6/conf/all/forwarding")?;
+        }
+        Ok(self.firewall.apply(&ruleset)?)
+    }
+
+    fn apply_firewall_if_drifted(&self, state: &State) {
+        let ruleset = state.ruleset();
+        if !self.firewall.matches(&ruleset).unwrap_or(false) {
+            if let Err(e) = self.firewall.apply(&ruleset) {
+                tracing::error!("cannot re-apply the firewall ruleset: {e}");
+            }
+        }
+    }
+
+    /// `berth firewall reload`: applies the whole ruleset again.
+    pub async fn reload_firewall(&self) -> Result<()> {
+        let state = self.state.lock().await;
+        self.apply_firewall(&state)?;
+        tracing::info!("firewall ruleset reloaded");
+        Ok(())
+    }
+
+    /// Called after nftables changed in the daemon's namespace: restores berth's ruleset when
+    /// it no longer matches (a flush, a deleted table, a firewalld reload).
+    pub async fn heal_firewall(&self) {
+        let ruleset = self.state.lock().await.ruleset();
+        match self.firewall.matches(&ruleset) {
+            Ok(true) => {}
+            Ok(false) => {
+                let state = self.state.lock().await;
+                match self.apply_firewall(&state) {
+                    Ok(()) => tracing::warn!("berth's nftables ruleset was changed behind its back; restored"),
+                    Err(e) => tracing::error!("cannot restore the firewall ruleset: {e}"),
+                }
+            }
+            Err(e) => tracing::error!("cannot check the firewall ruleset: {e}"),
+        }
+    }
+
+    /// Re-binds the reservation sockets of every recorded mapping (on start).
+    pub(super) fn restore_reservations(&self, state: &mut State) {
+        let mut all: HashMap<String, Vec<Reservation>> = HashMap::new();
+        for sandbox in state.sandboxes.values() {
+            for mapping in &sandbox.ports {
+                let mut sockets = Vec::new();
+                for ip in host_addresses(mapping.host_ip) {
+                    for port in mapping.host_ports.start..=mapping.host_ports.end {
+                        match bind_port(mapping.protocol, ip, port) {
+                            Ok(s) => sockets.push(s),
+                            Err(e) => tracing::warn!(sandbox = %sandbox.name, "cannot reserve host port {ip}:{port}/{} again: {e}", mapping.protocol),
+                        }
+                    }
+                }
+                all.entry(sandbox.id.clone()).or_default().push(Reservation { mapping: mapping.clone(), _sockets: sockets });
+            }
+        }
+        state.reservations = all;
+    }
+}
+
+impl State {
+    /// Whether `sandbox` can have published ports: it needs a non-internal network.
+    fn check_can_publish(&self, sandbox: &SandboxRecord) -> Result<()> {
+        let reachable = sandbox.endpoints.iter().any(|e| self.networks.get(&e.network_id).is_some_and(|n| !n.internal));
+        if reachable {
+            return Ok(());
+        }
+        Err(Error::BadRequest(format!(
+            "sandbox {} has no network that can publish ports (internal networks and host/none modes cannot)",
+            sandbox.name
+        )))
+    }
+}
+
+/// Deletes conntrack entries of removed UDP mappings, so clients stop reaching the old backend.
+pub(super) fn forget_udp_flows(gone: &[Dnat]) {
+    for dnat in gone.iter().filter(|d| d.protocol == PortProtocol::Udp) {
+        let family = if dnat.target.is_ipv4() { "ipv4" } else { "ipv6" };
+        let target = dnat.target.to_string();
+        let mut ports: Vec<String> = (dnat.host_ports.start..=dnat.host_ports.end).map(|p| p.to_string()).collect();
+        ports.truncate(64);
+        for port in &ports {
+            let status = std::process::Command::new("conntrack")
+                .args(["-D", "-f", family, "-p", "udp", "--orig-port-dst", port, "--reply-src", &target])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status();
+            if let Err(e) = status {
+                tracing::warn!("cannot run conntrack to forget UDP flows to {target}: {e}");
+                return;
+            }
+        }
+    }
+}
