@@ -106,9 +106,8 @@ impl Content {
     pub fn of(ruleset: &Ruleset) -> Result<Self, FirewallError> {
         let mut rules: Vec<(&'static str, Vec<String>)> = CHAINS.iter().map(|(name, _)| (*name, Vec::new())).collect();
         let mut push_rule = |chain: &str, rule: String| {
-            if let Some((_, list)) = rules.iter_mut().find(|(name, _)| *name == chain) {
-                list.push(rule);
-            }
+            let (_, list) = rules.iter_mut().find(|(name, _)| *name == chain).expect("rules go to berth's own chains");
+            list.push(rule);
         };
         for (chain, rule) in FIXED_RULES {
             push_rule(chain, rule.to_owned());
