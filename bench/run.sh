@@ -2,24 +2,38 @@
 # bench/run.sh: runs berth's benchmarks in a throwaway host (fresh net, mount and pid namespaces;
 # everything inside dies with it) and prints one table; the JSON goes to bench/results/.
 #
-#   bench/run.sh [--count N]      # connect/disconnect latency and RSS with N sandboxes (500)
+#   bench/run.sh [connect] [--count N]   # connect/disconnect latency and RSS with N sandboxes (500)
+#   bench/run.sh nat [--rounds N] [--mappings N] [--seconds S]
+#                                       # iperf3 LAN peer -> sandbox, direct routing vs published
+#                                       # port (DNAT), N interleaved rounds (3) of S seconds (3);
+#                                       # time to publish the 1st vs the Nth port (1000). See
+#                                       # bench/nat.sh.
 #
 # Needs root. Builds release binaries first. Touches nothing outside its namespaces.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")/.."
 
-count=500
-if [ "${1:-}" = "--count" ]; then count=$2; fi
+mode=connect
+case "${1:-}" in
+    connect|nat) mode=$1; shift ;;
+esac
 
 if [ "${BERTH_BENCH_INSIDE:-}" != 1 ]; then
     [ "$(id -u)" -eq 0 ] || { echo "bench/run.sh: run as root (it creates namespaces)" >&2; exit 1; }
-    cargo build --release --locked -p berthd -p berth-bench >&2
+    cargo build --release --locked -p berthd -p berth -p berth-bench >&2
     work=$(mktemp -d /tmp/berth-bench.XXXXXX)
     trap 'rm -rf "$work"' EXIT
     BERTH_BENCH_INSIDE=1 BERTH_BENCH_WORK=$work unshare --net --mount --pid --fork --mount-proc \
-        --propagation private --kill-child=SIGKILL "$0" --count "$count"
+        --propagation private --kill-child=SIGKILL "$0" "$mode" "$@"
     exit
 fi
+
+if [ "$mode" = nat ]; then
+    exec bench/nat.sh "$@"
+fi
+
+count=500
+if [ "${1:-}" = "--count" ]; then count=$2; fi
 
 # Inside the throwaway host.
 [ "$$" -eq 1 ] || { echo "bench/run.sh: refusing to run outside a fresh pid namespace" >&2; exit 1; }

@@ -74,6 +74,66 @@ impl TestHost {
         host
     }
 
+    /// A new host joined to a [`LanPeer`] (see [`TestHost::add_lan_peer`]), with berthd started
+    /// after the topology exists, as on a real machine whose uplink is up before the daemon.
+    pub fn with_lan_peer(daemon_args: &[&str]) -> (Self, LanPeer) {
+        let mut host = Self::without_daemon();
+        let peer = host.add_lan_peer();
+        host.start_daemon(daemon_args);
+        (host, peer)
+    }
+
+    /// Makes the single-host topology of TESTING.md: a LAN peer namespace inside this host's pid
+    /// namespace (so it dies with the host), joined by a veth pair `lan0` (host, 192.0.2.1/24 and
+    /// 2001:db8::1/64) ↔ `eth0` (peer, 192.0.2.2/24 and 2001:db8::2/64). The host's default
+    /// routes go via the peer; the peer only knows its own /24 and /64, so answers from
+    /// sandboxes reach it only through NAT.
+    pub fn add_lan_peer(&self) -> LanPeer {
+        let mut holder = self
+            .command("unshare")
+            .args(["--net", "--", "sh", "-c", "echo $$; exec sleep infinity"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the LAN peer namespace");
+        // The shell prints its pid (as seen in the host) once it runs in its new namespace.
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(holder.stdout.take().expect("stdout")), &mut line)
+            .expect("the LAN peer's pid");
+        let pid: u32 = line.trim().parse().unwrap_or_else(|_| panic!("the LAN peer printed {line:?}, not its pid"));
+        let peer = LanPeer { host_init: self.init_pid, pid, holder };
+        self.sh_ok(&format!(
+            "ip link add lan0 type veth peer name eth0 netns {pid} && \
+             ip addr add 192.0.2.1/24 dev lan0 && \
+             ip -6 addr add 2001:db8::1/64 dev lan0 nodad && \
+             ip link set lan0 up && \
+             ip route add default via 192.0.2.2 dev lan0 && \
+             ip -6 route add default via 2001:db8::2 dev lan0"
+        ));
+        peer.sh_ok(
+            "ip link set lo up && ip addr add 192.0.2.2/24 dev eth0 && \
+             ip -6 addr add 2001:db8::2/64 dev eth0 nodad && ip link set eth0 up",
+        );
+        peer
+    }
+
+    /// Starts `program` in the host's namespaces in the background; it is killed (with its
+    /// children... the process nsenter started) when the returned guard is dropped.
+    pub fn spawn(&self, program: &str, args: &[&str]) -> Background {
+        Background::spawn(self.command(program).args(args))
+    }
+
+    /// `nft -j list table inet berth` parsed (panics when the table does not exist).
+    pub fn berth_table(&self) -> Value {
+        serde_json::from_str(&self.sh_ok("nft -j list table inet berth")).expect("nft json")
+    }
+
+    /// Like [`TestHost::berth_table`] but None when the table does not exist.
+    pub fn try_berth_table(&self) -> Option<Value> {
+        let out = self.sh("nft -j list table inet berth");
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("nft json"))
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -246,6 +306,221 @@ impl Drop for TestHost {
     }
 }
 
+/// A LAN peer: a process in a network namespace of its own, inside a [`TestHost`]'s pid
+/// namespace, joined to the host by the veth pair `lan0` ↔ `eth0` (see
+/// [`TestHost::add_lan_peer`]). It holds no borrow of the host, so the host stays free to
+/// restart its daemon; it dies with the host, or earlier when dropped.
+pub struct LanPeer {
+    host_init: u32,
+    /// The peer's process as seen inside the host's pid namespace.
+    pid: u32,
+    /// The nsenter (in the machine's pid namespace) whose only child is the peer's process.
+    holder: Child,
+}
+
+/// The peer's addresses, as the tests name them.
+pub const HOST_LAN_IP: &str = "192.0.2.1";
+pub const PEER_LAN_IP: &str = "192.0.2.2";
+pub const HOST_LAN_IP6: &str = "2001:db8::1";
+pub const PEER_LAN_IP6: &str = "2001:db8::2";
+
+impl LanPeer {
+    /// The peer's namespace file, as seen from inside the host (`/proc/PID/ns/net`).
+    pub fn netns(&self) -> String {
+        format!("/proc/{}/ns/net", self.pid)
+    }
+
+    /// A command that runs in the peer's network namespace (and the host's mount and pid
+    /// namespaces).
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg("-t").arg(self.host_init.to_string()).args(["-m", "-p", "--", "nsenter", "-t"]);
+        cmd.arg(self.pid.to_string()).args(["-n", "--"]).arg(program);
+        cmd
+    }
+
+    /// Runs a shell script in the peer; returns its output.
+    pub fn sh(&self, script: &str) -> Output {
+        self.command("sh").args(["-c", script]).stdin(Stdio::null()).output().expect("run sh in the peer")
+    }
+
+    /// Runs a shell script in the peer, failing the test if it fails; returns stdout.
+    pub fn sh_ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(out.status.success(), "{script:?} in the LAN peer failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs a python script in the peer; returns its output.
+    pub fn python(&self, script: &str) -> Output {
+        self.command("python3").args(["-c", script]).stdin(Stdio::null()).output().expect("run python3 in the peer")
+    }
+
+    /// Runs a python script in the peer, failing the test if it fails; returns stdout, trimmed.
+    pub fn python_ok(&self, script: &str) -> String {
+        let out = self.python(script);
+        assert!(
+            out.status.success(),
+            "python in the LAN peer failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Starts a python script in the peer in the background (stdout and stderr to null unless
+    /// the caller asks otherwise through [`Background::spawn`]).
+    pub fn spawn_python(&self, script: &str) -> Background {
+        Background::spawn(self.command("python3").args(["-c", script]).stdout(Stdio::null()))
+    }
+}
+
+impl Drop for LanPeer {
+    fn drop(&mut self) {
+        kill_children_of(self.holder.id());
+        let _ = self.holder.wait();
+    }
+}
+
+/// SIGKILLs the children of `pid` (nsenter's one child: the program it ran in the namespaces).
+fn kill_children_of(pid: u32) {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    for child in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(child), nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+/// A program started through nsenter in the background: dropping the guard kills the program
+/// (nsenter's child; killing nsenter alone would leave it running) and reaps nsenter.
+pub struct Background {
+    child: Child,
+}
+
+impl Background {
+    pub fn spawn(cmd: &mut Command) -> Self {
+        let child = cmd.stdin(Stdio::null()).spawn().expect("start a background process");
+        Self { child }
+    }
+
+    /// Wraps a child the caller set up itself (piped stdin, say).
+    pub fn from_child(child: Child) -> Self {
+        Self { child }
+    }
+
+    pub fn child(&mut self) -> &mut Child {
+        &mut self.child
+    }
+
+    /// Whether it still runs.
+    pub fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        kill_children_of(self.child.id());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 20 ms until it returns Some or `timeout` passes.
+pub fn wait_for<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// nftables JSON helpers: comparing listings and counting map elements.
+pub mod nft {
+    use std::collections::BTreeMap;
+
+    use serde_json::Value;
+
+    /// A listing with what changes on its own taken out: `handle`s, set elements' `expires`,
+    /// counters' values, and the `metainfo` header (nft's version).
+    pub fn normalized(listing: &Value) -> Value {
+        fn strip(value: &Value) -> Value {
+            match value {
+                Value::Object(map) => {
+                    let mut out = serde_json::Map::new();
+                    for (key, v) in map {
+                        match key.as_str() {
+                            "handle" | "expires" | "metainfo" => {}
+                            "counter" if v.is_object() && v.get("packets").is_some() => {
+                                out.insert(key.clone(), serde_json::json!({"packets": 0, "bytes": 0}));
+                            }
+                            "packets" | "bytes" => {
+                                out.insert(key.clone(), Value::from(0));
+                            }
+                            _ => {
+                                out.insert(key.clone(), strip(v));
+                            }
+                        }
+                    }
+                    Value::Object(out)
+                }
+                Value::Array(items) => Value::Array(
+                    items.iter().map(strip).filter(|v| !matches!(v, Value::Object(m) if m.is_empty())).collect(),
+                ),
+                other => other.clone(),
+            }
+        }
+        strip(listing)
+    }
+
+    /// The objects of a listing (`{"nftables": [{"table": ..}, {"chain": ..}, ..]}`) of one kind.
+    pub fn objects<'a>(listing: &'a Value, kind: &str) -> Vec<&'a Value> {
+        listing["nftables"].as_array().map(|items| items.iter().filter_map(|item| item.get(kind)).collect()).unwrap_or_default()
+    }
+
+    /// Element count of every map and set in a listing, by name ("map NAME" / "set NAME").
+    pub fn element_counts(listing: &Value) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for kind in ["map", "set"] {
+            for object in objects(listing, kind) {
+                let name = object["name"].as_str().unwrap_or("?");
+                let count = object.get("elem").and_then(Value::as_array).map_or(0, Vec::len);
+                counts.insert(format!("{kind} {name}"), count);
+            }
+        }
+        counts
+    }
+
+    /// The rules of a listing as (chain, normalized expression) pairs, in listing order.
+    pub fn rules(listing: &Value) -> Vec<(String, Value)> {
+        objects(listing, "rule")
+            .into_iter()
+            .map(|rule| (rule["chain"].as_str().unwrap_or("?").to_owned(), normalized(&rule["expr"])))
+            .collect()
+    }
+
+    /// Rules that appear more than once in the same chain.
+    pub fn duplicate_rules(listing: &Value) -> Vec<(String, Value)> {
+        let all = rules(listing);
+        let mut seen = Vec::new();
+        let mut duplicates = Vec::new();
+        for rule in all {
+            if seen.contains(&rule) {
+                if !duplicates.contains(&rule) {
+                    duplicates.push(rule);
+                }
+            } else {
+                seen.push(rule);
+            }
+        }
+        duplicates
+    }
+}
+
 /// Python one-liners for servers and clients inside sandboxes (python3 is a test dependency).
 pub mod py {
     /// A TCP server on `addr:port` that answers each connection with "echo:" + what it read.
@@ -279,5 +554,214 @@ c.sendall(b'{message}')\nprint(c.recv(1024).decode())\n"
             "import socket\ns=socket.socket(socket.AF_INET6 if ':' in '{addr}' else socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(0.3)\n\
 for i in range(20):\n  s.sendto(b'{message}',('{addr}',{port}))\n  try:\n    print(s.recv(2048).decode())\n    break\n  except OSError:\n    pass\nelse:\n  raise SystemExit('no answer')\n"
         )
+    }
+    fn fill(template: &str, pairs: &[(&str, String)]) -> String {
+        let mut script = template.to_owned();
+        for (key, value) in pairs {
+            script = script.replace(key, value);
+        }
+        script
+    }
+
+    fn port_list(ports: &[u16]) -> String {
+        format!("[{}]", ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","))
+    }
+
+    const ADDR_ECHO_SERVER: &str = r#"
+import socket, threading
+ADDR = '__ADDR__'
+fam = socket.AF_INET6 if ':' in ADDR else socket.AF_INET
+def peer(a):
+    h = a[0]
+    return h[7:] if h.startswith('::ffff:') else h
+def sock(kind, port):
+    s = socket.socket(fam, kind)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if fam == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind((ADDR, port))
+    return s
+def conn(c, a):
+    try:
+        while True:
+            d = c.recv(4096)
+            if not d:
+                break
+            c.sendall(peer(a).encode() + b'|' + d)
+    except OSError:
+        pass
+    c.close()
+def tcp(port):
+    s = sock(socket.SOCK_STREAM, port)
+    s.listen(64)
+    while True:
+        c, a = s.accept()
+        threading.Thread(target=conn, args=(c, a), daemon=True).start()
+def udp(port):
+    s = sock(socket.SOCK_DGRAM, port)
+    while True:
+        d, a = s.recvfrom(4096)
+        s.sendto(peer(a).encode() + b'|' + d, a)
+threads = [threading.Thread(target=f, args=(p,), daemon=True) for p in __PORTS__ for f in (tcp, udp)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"#;
+
+    /// A server on each of `ports` of `addr`, TCP and UDP, that answers every message (each
+    /// recv of a TCP connection, which it keeps open, and each datagram) with
+    /// "PEER|" + the message, PEER being the source address it saw (v4-mapped addresses shown
+    /// as plain IPv4). On "::" it takes both families.
+    pub fn addr_echo_server(addr: &str, ports: &[u16]) -> String {
+        fill(ADDR_ECHO_SERVER, &[("__ADDR__", addr.to_owned()), ("__PORTS__", port_list(ports))])
+    }
+
+    const UDP_LOG_SERVER: &str = r#"
+import socket, select
+socks = []
+for p in __PORTS__:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(('0.0.0.0', p))
+    socks.append((s, p))
+out = open('__PATH__', 'a')
+while True:
+    ready, _, _ = select.select([s for s, _ in socks], [], [])
+    for s, p in socks:
+        if s in ready:
+            d, a = s.recvfrom(4096)
+            out.write('%d %s:%d %s\n' % (p, a[0], a[1], d.decode(errors='replace')))
+            out.flush()
+"#;
+
+    /// A UDP server on each of `ports` (IPv4, all addresses) that appends one line per datagram
+    /// to `path`: "PORT SRCIP:SRCPORT PAYLOAD". It answers nothing.
+    pub fn udp_log_server(ports: &[u16], path: &str) -> String {
+        fill(UDP_LOG_SERVER, &[("__PORTS__", port_list(ports)), ("__PATH__", path.to_owned())])
+    }
+
+    const TCP_PROBE: &str = r#"
+import socket
+try:
+    c = socket.create_connection(('__ADDR__', __PORT__), timeout=__TIMEOUT__)
+    c.settimeout(__TIMEOUT__)
+    c.sendall(b'__MESSAGE__')
+    print(c.recv(4096).decode())
+except OSError as e:
+    print('FAILED: %r' % e)
+"#;
+
+    /// One TCP attempt (no retries): prints the answer, or "FAILED: ..." when the connection or
+    /// the answer did not come within `timeout` seconds. Exits 0 either way.
+    pub fn tcp_probe(addr: &str, port: u16, message: &str, timeout: f64) -> String {
+        fill(TCP_PROBE, &[
+            ("__ADDR__", addr.to_owned()),
+            ("__PORT__", port.to_string()),
+            ("__TIMEOUT__", timeout.to_string()),
+            ("__MESSAGE__", message.to_owned()),
+        ])
+    }
+
+    const UDP_PROBE: &str = r#"
+import socket, time
+s = socket.socket(socket.AF_INET6 if ':' in '__ADDR__' else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(0.2)
+deadline = time.time() + __TIMEOUT__
+answer = None
+while answer is None and time.time() < deadline:
+    try:
+        s.sendto(b'__MESSAGE__', ('__ADDR__', __PORT__))
+        answer = s.recv(4096).decode()
+    except OSError:
+        time.sleep(0.05)
+print(answer if answer is not None else 'FAILED: no answer')
+"#;
+
+    /// Sends `message` to `addr:port` over UDP every 0.2 s for up to `timeout` seconds; prints
+    /// the first answer or "FAILED: no answer". Exits 0 either way.
+    pub fn udp_probe(addr: &str, port: u16, message: &str, timeout: f64) -> String {
+        fill(UDP_PROBE, &[
+            ("__ADDR__", addr.to_owned()),
+            ("__PORT__", port.to_string()),
+            ("__TIMEOUT__", timeout.to_string()),
+            ("__MESSAGE__", message.to_owned()),
+        ])
+    }
+
+    const UDP_STREAM: &str = r#"
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(('0.0.0.0', __SPORT__))
+i = 0
+while True:
+    try:
+        s.sendto(b'n%d' % i, ('__ADDR__', __PORT__))
+    except OSError:
+        pass
+    i += 1
+    time.sleep(__INTERVAL__)
+"#;
+
+    /// Sends a datagram "nI" (I counting up) from the fixed source port `source_port` to
+    /// `addr:port` every `interval` seconds, forever; ICMP errors are ignored.
+    pub fn udp_stream(source_port: u16, addr: &str, port: u16, interval: f64) -> String {
+        fill(UDP_STREAM, &[
+            ("__SPORT__", source_port.to_string()),
+            ("__ADDR__", addr.to_owned()),
+            ("__PORT__", port.to_string()),
+            ("__INTERVAL__", interval.to_string()),
+        ])
+    }
+
+    const RAW_UDP: &str = r#"
+import socket, struct
+src, dst, via = '__SRC__', '__DST__', '__VIA__'
+payload = b'__PAYLOAD__'
+udp = struct.pack('!HHHH', 40999, __PORT__, 8 + len(payload), 0) + payload
+def csum(b):
+    t = sum(struct.unpack('!10H', b))
+    t = (t >> 16) + (t & 0xffff)
+    t += t >> 16
+    return ~t & 0xffff
+hdr = struct.pack('!BBHHHBBH4s4s', 0x45, 0, 20 + len(udp), 0x1234, 0x4000, 64, 17, 0,
+                  socket.inet_aton(src), socket.inet_aton(dst))
+hdr = hdr[:10] + struct.pack('!H', csum(hdr)) + hdr[12:]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+for i in range(__COUNT__):
+    s.sendto(hdr + udp, (via, 0))
+print('sent')
+"#;
+
+    /// Crafts (raw socket, IP_HDRINCL) `count` UDP datagrams from `src`:40999 to `dst`:`port`
+    /// carrying `payload`, and sends them to the next hop `via`: routing uses `via`, the header
+    /// keeps `dst` (which may be an address no router would forward, such as 127.0.0.1).
+    pub fn raw_udp(src: &str, dst: &str, port: u16, via: &str, payload: &str, count: u32) -> String {
+        fill(RAW_UDP, &[
+            ("__SRC__", src.to_owned()),
+            ("__DST__", dst.to_owned()),
+            ("__VIA__", via.to_owned()),
+            ("__PORT__", port.to_string()),
+            ("__PAYLOAD__", payload.to_owned()),
+            ("__COUNT__", count.to_string()),
+        ])
+    }
+
+    const TCP_SESSION: &str = r#"
+import socket, sys
+c = socket.create_connection(('__ADDR__', __PORT__), timeout=5)
+c.settimeout(10)
+for line in sys.stdin:
+    c.sendall(line.strip().encode())
+    try:
+        print(c.recv(4096).decode(), flush=True)
+    except OSError as e:
+        print('FAILED: %r' % e, flush=True)
+"#;
+
+    /// One TCP connection kept open: each line read on stdin is sent, and the answer (or
+    /// "FAILED: ...") printed as a line.
+    pub fn tcp_session(addr: &str, port: u16) -> String {
+        fill(TCP_SESSION, &[("__ADDR__", addr.to_owned()), ("__PORT__", port.to_string())])
     }
 }

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use berth_drivers::BridgeDriver;
-use berth_firewall::Firewall;
+use berth_firewall::{Dnat, Firewall, FirewallError, Ruleset};
 use berth_ipam::AddressPool;
 use berth_netlink::Netlink;
 use berth_store::Store;
@@ -132,12 +132,35 @@ fn endpoint_addresses(endpoint: &EndpointRecord) -> impl Iterator<Item = IpAddr>
         .chain(endpoint.ipv6.map(|a| IpAddr::V6(a.addr())))
 }
 
+/// The firewall as the async controller calls it: every call runs `nft` and waits for it, so it
+/// tells the runtime to move this worker's other tasks elsewhere meanwhile.
+#[derive(Debug)]
+struct BlockingFirewall(Box<dyn Firewall>);
+
+impl BlockingFirewall {
+    fn apply(&self, ruleset: &Ruleset) -> Result<(), FirewallError> {
+        tokio::task::block_in_place(|| self.0.apply(ruleset))
+    }
+
+    fn add_dnats(&self, dnats: &[Dnat]) -> Result<(), FirewallError> {
+        tokio::task::block_in_place(|| self.0.add_dnats(dnats))
+    }
+
+    fn remove_dnats(&self, dnats: &[Dnat]) -> Result<(), FirewallError> {
+        tokio::task::block_in_place(|| self.0.remove_dnats(dnats))
+    }
+
+    fn matches(&self, ruleset: &Ruleset) -> Result<bool, FirewallError> {
+        tokio::task::block_in_place(|| self.0.matches(ruleset))
+    }
+}
+
 /// The daemon's command executor; shared by every API handler.
 pub struct Controller {
     state: Mutex<State>,
     store: Store,
     bridge: BridgeDriver,
-    firewall: Box<dyn Firewall>,
+    firewall: BlockingFirewall,
     host: Netlink,
     paths: Paths,
 }
@@ -163,7 +186,7 @@ impl Controller {
             state: Mutex::new(State::default()),
             store,
             bridge: BridgeDriver::new(host.clone()),
-            firewall,
+            firewall: BlockingFirewall(firewall),
             host,
             paths,
         };
