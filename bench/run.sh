@@ -3,7 +3,7 @@
 # everything inside dies with it) and prints one table; the JSON goes to bench/results/.
 #
 #   bench/run.sh [connect] [--count N]   # connect/disconnect latency and RSS with N sandboxes (500)
-#   bench/run.sh nat [--rounds N] [--mappings N] [--seconds S]
+#   bench/run.sh nat [--rounds N] [--mappings N] [--seconds S] [--spread K]
 #                                       # iperf3 LAN peer -> sandbox, direct routing vs published
 #                                       # port (DNAT), N interleaved rounds (3) of S seconds (3);
 #                                       # time to publish the 1st vs the Nth port (1000). See

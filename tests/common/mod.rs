@@ -117,8 +117,8 @@ impl TestHost {
         peer
     }
 
-    /// Starts `program` in the host's namespaces in the background; it is killed (with its
-    /// children... the process nsenter started) when the returned guard is dropped.
+    /// Starts `program` in the host's namespaces in the background; the program (nsenter's
+    /// child) is killed when the returned guard is dropped.
     pub fn spawn(&self, program: &str, args: &[&str]) -> Background {
         Background::spawn(self.command(program).args(args))
     }
@@ -368,8 +368,8 @@ impl LanPeer {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
-    /// Starts a python script in the peer in the background (stdout and stderr to null unless
-    /// the caller asks otherwise through [`Background::spawn`]).
+    /// Starts a python script in the peer in the background, stdout to null (use
+    /// [`LanPeer::command`] with [`Background::from_child`] to read it).
     pub fn spawn_python(&self, script: &str) -> Background {
         Background::spawn(self.command("python3").args(["-c", script]).stdout(Stdio::null()))
     }
