@@ -222,7 +222,8 @@ fn interrupt_reaches_the_foreground_command() {
         .stdout(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while host.inspect("sleeper")["State"]["Running"] != true {
+    // The sandbox exists once the CLI has asked berthd for it; until then inspect fails.
+    while host.berth(&["inspect", "sleeper"]).status.success().then(|| host.inspect("sleeper")["State"]["Running"] == true) != Some(true) {
         assert!(std::time::Instant::now() < deadline, "sandbox process did not start");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }

@@ -1,8 +1,9 @@
 //! Notifications that something in nftables changed in this network namespace: a
 //! NETLINK_NETFILTER socket joined to the NFNLGRP_NFTABLES group, read on the tokio runtime.
 //!
-//! It only says *that* something changed (any table, including berth's own writes); it does not
-//! decode messages, debounce, or re-apply anything — the daemon debounces and then asks
+//! It says *that* something changed that berth did not change itself: a datagram whose
+//! messages all come from berth's own `nft` runs (see `own_writes`) is not passed on. It does not
+//! decode further, debounce, or re-apply anything — the daemon debounces and then asks
 //! [`crate::Firewall::matches`].
 
 use std::io;
@@ -44,6 +45,7 @@ async fn forward_notifications(socket: TokioSocket, sender: mpsc::Sender<()>) {
     loop {
         buffer.clear();
         match socket.recv(&mut buffer).await {
+            Ok(()) if from_berth_only(&buffer) => continue,
             Ok(()) => {}
             // Notifications were lost: something changed, which is all the caller needs.
             Err(error) if error.raw_os_error() == Some(libc::ENOBUFS) => debug!("nftables notifications overflowed"),
@@ -58,3 +60,53 @@ async fn forward_notifications(socket: TokioSocket, sender: mpsc::Sender<()>) {
     }
 }
 
+
+/// Whether every netlink message in `datagram` was caused by one of berth's own `nft` runs:
+/// each header's port id (bytes 12..16, host order) names the socket that made the change.
+fn from_berth_only(datagram: &[u8]) -> bool {
+    let mut rest = datagram;
+    let mut seen = false;
+    while rest.len() >= 16 {
+        let len = u32::from_ne_bytes(rest[0..4].try_into().expect("4 bytes")) as usize;
+        let portid = u32::from_ne_bytes(rest[12..16].try_into().expect("4 bytes"));
+        if !crate::own_writes::is_own(portid) {
+            return false;
+        }
+        seen = true;
+        let aligned = (len + 3) & !3;
+        if len < 16 || aligned > rest.len() {
+            break;
+        }
+        rest = &rest[aligned..];
+    }
+    seen
+}
+
+#[cfg(test)]
+mod datagram_tests {
+    use super::*;
+
+    fn header(portid: u32) -> Vec<u8> {
+        let mut message = Vec::new();
+        message.extend_from_slice(&20u32.to_ne_bytes());
+        message.extend_from_slice(&0x0a10u16.to_ne_bytes());
+        message.extend_from_slice(&0u16.to_ne_bytes());
+        message.extend_from_slice(&0u32.to_ne_bytes());
+        message.extend_from_slice(&portid.to_ne_bytes());
+        message.extend_from_slice(&[0; 4]);
+        message
+    }
+
+    #[test]
+    fn only_datagrams_wholly_from_berth_are_dropped() {
+        crate::own_writes::note_writer(3_000_001);
+        let mut ours = header(3_000_001);
+        ours.extend(header(3_000_001));
+        assert!(from_berth_only(&ours));
+        let mut mixed = header(3_000_001);
+        mixed.extend(header(3_000_002));
+        assert!(!from_berth_only(&mixed));
+        assert!(!from_berth_only(&header(0)));
+        assert!(!from_berth_only(&[]));
+    }
+}

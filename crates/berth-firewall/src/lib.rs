@@ -10,6 +10,7 @@
 mod events;
 mod nft;
 mod none;
+mod own_writes;
 
 use std::fmt;
 use std::net::IpAddr;

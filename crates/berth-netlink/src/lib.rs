@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use netlink_packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
-use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
@@ -192,7 +192,7 @@ impl Netlink {
 
     /// Creates a veth pair in one request: the host end `host_name` (up, a port of `bridge`), the
     /// peer created straight inside the peer's namespace with its name and MAC; then marks the
-    /// host end with `alias`. Returns the host end's index.
+    /// host end with `alias` and puts its bridge port in hairpin mode. Returns the host end's index.
     pub async fn create_veth(&self, host_name: &str, alias: &str, bridge: u32, peer: VethPeer<'_>) -> Result<u32> {
         let mut peer_message = LinkUnspec::new_with_name(peer.name).setns_by_fd(peer.netns.as_raw_fd());
         if let Some(mac) = peer.mac {
@@ -211,7 +211,14 @@ impl Netlink {
             .await
             .map_err(failed(format!("create veth pair {host_name}/{}", peer.name)))?;
         let index = self.index_of(host_name).await?;
-        self.set_alias(index, alias).await?;
+        // Hairpin: a sandbox reaching its own published port through a host address gets the
+        // DNATed packets back out of the port they came in on.
+        self.handle
+            .link()
+            .set_port(LinkBridgePort::new(index).hairpin(true).alias(alias).build())
+            .execute()
+            .await
+            .map_err(failed(format!("mark bridge port {host_name} and set it to hairpin mode")))?;
         Ok(index)
     }
 

@@ -45,6 +45,7 @@ impl NftFirewall {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(spawn_error)?;
+        crate::own_writes::note_writer(child.id());
         let mut stdin = child.stdin.take().expect("stdin is piped");
         // Written from another thread so nft can never block on a full stderr pipe meanwhile.
         let written = std::thread::scope(|scope| {

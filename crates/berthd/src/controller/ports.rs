@@ -257,6 +257,7 @@ impl Controller {
             }
             return Err(e.into());
         }
+        forget_udp_flows(&added);
         state.reservations.entry(sandbox.id.clone()).or_default().extend(reservations);
         let view = state.sandbox_view(&sandbox);
         state.sandboxes.insert(sandbox.id.clone(), sandbox);
@@ -390,21 +391,38 @@ impl State {
     }
 }
 
-/// Deletes conntrack entries of removed UDP mappings, so clients stop reaching the old backend.
-pub(super) fn forget_udp_flows(gone: &[Dnat]) {
-    for dnat in gone.iter().filter(|d| d.protocol == PortProtocol::Udp) {
+/// Most host ports of one UDP range whose conntrack entries are deleted one by one; a longer
+/// range is cleared through its backend address instead (on removal) or left (on add).
+const CONNTRACK_PORTS_PER_RANGE: u16 = 64;
+
+/// Deletes the conntrack entries of UDP host ports whose mapping was removed or added, so
+/// clients stop reaching the old backend (or no backend at all: datagrams that arrived while
+/// nothing was published leave an un-NATed entry that would shadow a new mapping), as Docker
+/// does with `conntrack -D`.
+pub(super) fn forget_udp_flows(dnats: &[Dnat]) {
+    for dnat in dnats.iter().filter(|d| d.protocol == PortProtocol::Udp) {
         let family = if dnat.target.is_ipv4() { "ipv4" } else { "ipv6" };
-        let target = dnat.target.to_string();
-        let mut ports: Vec<String> = (dnat.host_ports.start..=dnat.host_ports.end).map(|p| p.to_string()).collect();
-        ports.truncate(64);
-        for port in &ports {
+        let mut selectors: Vec<Vec<String>> = Vec::new();
+        if dnat.host_ports.count() <= u32::from(CONNTRACK_PORTS_PER_RANGE) {
+            for port in dnat.host_ports.start..=dnat.host_ports.end {
+                let mut selector = vec!["--orig-port-dst".to_owned(), port.to_string()];
+                if let Some(ip) = dnat.host_ip {
+                    selector.extend(["--orig-dst".to_owned(), ip.to_string()]);
+                }
+                selectors.push(selector);
+            }
+        } else {
+            selectors.push(vec!["--reply-src".to_owned(), dnat.target.to_string()]);
+        }
+        for selector in selectors {
             let status = std::process::Command::new("conntrack")
-                .args(["-D", "-f", family, "-p", "udp", "--orig-port-dst", port, "--reply-src", &target])
+                .args(["-D", "-f", family, "-p", "udp"])
+                .args(&selector)
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .status();
             if let Err(e) = status {
-                tracing::warn!("cannot run conntrack to forget UDP flows to {target}: {e}");
+                tracing::warn!("cannot run conntrack to forget UDP flows of {dnat}: {e}");
                 return;
             }
         }

@@ -127,6 +127,7 @@ impl Controller {
             self.undo_sandbox(&mut state, &draft).await;
             return Err(e);
         }
+        super::ports::forget_udp_flows(&draft.dnats);
         tracing::info!(sandbox = %draft.record.name, mode = ?draft.record.mode, "sandbox created");
         let view = state.sandbox_view(&draft.record);
         if !draft.reservations.is_empty() {
