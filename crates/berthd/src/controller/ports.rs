@@ -81,6 +81,11 @@ impl State {
     /// non-internal network. An IPv6 host address in front of an IPv4-only sandbox gets no entry
     /// (that path is the userland proxy's).
     pub(super) fn sandbox_dnats(&self, sandbox: &SandboxRecord) -> Vec<Dnat> {
+        self.dnats_for(sandbox, &sandbox.ports)
+    }
+
+    /// DNAT entries for some of a sandbox's mappings (see [`Self::sandbox_dnats`]).
+    fn dnats_for(&self, sandbox: &SandboxRecord, mappings: &[PortMapping]) -> Vec<Dnat> {
         let endpoint = sandbox
             .endpoints
             .iter()
@@ -92,8 +97,7 @@ impl State {
             .into_iter()
             .chain(endpoint.ipv6.map(|a| IpAddr::V6(a.addr())))
             .collect();
-        sandbox
-            .ports
+        mappings
             .iter()
             .flat_map(|m| {
                 targets
@@ -247,9 +251,11 @@ impl Controller {
         let mut state = self.state.lock().await;
         let mut sandbox = state.sandbox(key)?.clone();
         let reservations = self.reserve_ports(&state, &sandbox, &change.ports, &[], false)?;
-        let before = state.sandbox_dnats(&sandbox);
-        sandbox.ports.extend(reservations.iter().map(|r| r.mapping.clone()));
-        let added: Vec<Dnat> = state.sandbox_dnats(&sandbox).into_iter().filter(|d| !before.contains(d)).collect();
+        let new_mappings: Vec<PortMapping> = reservations.iter().map(|r| r.mapping.clone()).collect();
+        // Only the new mappings' entries: the cost of a publish must not grow with the ports
+        // already published.
+        let added = state.dnats_for(&sandbox, &new_mappings);
+        sandbox.ports.extend(new_mappings);
         self.firewall.add_dnats(&added)?;
         if let Err(e) = self.store.commit(&[berth_store::Change::PutSandbox(&sandbox)]) {
             if let Err(undo) = self.firewall.remove_dnats(&added) {
@@ -283,9 +289,7 @@ impl Controller {
                 return Err(Error::NotFound(format!("sandbox {} does not publish {text}", sandbox.name)));
             }
         }
-        let old = state.sandbox_dnats(state.sandbox(key)?);
-        let kept = state.sandbox_dnats(&sandbox);
-        let gone: Vec<Dnat> = old.into_iter().filter(|d| !kept.contains(d)).collect();
+        let gone = state.dnats_for(&sandbox, &removed);
         // Store first: an entry the firewall then fails to remove is dropped by the next full apply.
         self.store.commit(&[berth_store::Change::PutSandbox(&sandbox)])?;
         if let Err(e) = self.firewall.remove_dnats(&gone) {
