@@ -7,9 +7,11 @@
 mod api;
 mod names;
 mod ports;
+mod proxy;
 mod records;
 
 pub use api::*;
 pub use names::*;
 pub use ports::*;
+pub use proxy::*;
 pub use records::*;
