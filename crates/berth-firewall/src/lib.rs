@@ -71,6 +71,12 @@ impl fmt::Display for Dnat {
 pub struct Ruleset {
     pub networks: Vec<NetworkPolicy>,
     pub dnats: Vec<Dnat>,
+    /// DNAT host processes' connections to 127.0.0.0/8 too (berthd `--userland-proxy=false`):
+    /// 127.0.0.1:PORT reaches the sandbox through the kernel, masqueraded to the bridge's
+    /// address. berthd must then set `net.ipv4.conf.<bridge>.route_localnet=1` on its bridges.
+    /// Off: 127.0.0.0/8 is never DNATed and the userland proxy serves loopback. `::1` is never
+    /// DNATed either way (the kernel cannot route it out of a bridge).
+    pub loopback_dnat: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

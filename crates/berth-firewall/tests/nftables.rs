@@ -147,6 +147,7 @@ fn example() -> Ruleset {
             dnat(PortProtocol::Tcp, None, (9000, 9000), "fd00:18::2", (9000, 9000)),
             dnat(PortProtocol::Sctp, Some("2001:db8::1"), (7000, 7010), "fd00:18::3", (70, 70)),
         ],
+        loopback_dnat: false,
     }
 }
 
@@ -427,6 +428,23 @@ fn client(protocol: &str, address: &str, port: u16, message: &str, patience: f64
     )
 }
 
+/// Runs a python script in the current (test) namespace, as a host process, and returns what it
+/// printed.
+fn host(script: String) -> String {
+    let output = Command::new("python3").args(["-c", &script]).output().expect("run python3");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A process started in the current (test) namespace, killed on drop.
+struct Background(Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The packet paths of docs/firewall.md, with real traffic between namespaces: a LAN peer
 /// (192.0.2.2, 2001:db8::2) in front of the host (192.0.2.1, 2001:db8::1), sandboxes on a
 /// dual-stack network, an internal network and a third network.
@@ -481,6 +499,7 @@ fn packets_take_the_documented_paths() {
                 dnat(PortProtocol::Tcp, Some("192.0.2.1"), (9100, 9102), "172.18.0.2", (9100, 9102)),
                 dnat(PortProtocol::Udp, None, (5353, 5353), "172.18.0.2", (53, 53)),
             ],
+            loopback_dnat: false,
         };
         nftables().apply(&ruleset).unwrap();
 
@@ -490,10 +509,6 @@ fn packets_take_the_documented_paths() {
         assert_eq!(peer.python(&client("tcp", "192.0.2.1", 9101, "range", 5.0)), "192.0.2.2|range");
         assert_eq!(peer.python(&client("udp", "192.0.2.1", 5353, "dns", 5.0)), "192.0.2.2|dns");
         // A host process to the host's own address: DNAT in output.
-        let host = |script: String| {
-            let output = Command::new("python3").args(["-c", &script]).output().unwrap();
-            String::from_utf8_lossy(&output.stdout).trim().to_owned()
-        };
         assert_eq!(host(client("tcp", "192.0.2.1", 8080, "self", 5.0)), "192.0.2.1|self");
         // Never from the LAN to the host's loopback address (host processes reaching 127.0.0.1
         // are the userland proxy's job).
@@ -516,5 +531,111 @@ fn packets_take_the_documented_paths() {
         nft_script("add rule inet berth user-hook ct status dnat meta l4proto tcp ct original proto-dst 8080 ip saddr 192.0.2.0/24 drop\n");
         assert!(peer.python(&client("tcp", "192.0.2.1", 8080, "hooked", 0.0)).starts_with("FAILED"));
         assert_eq!(peer.python(&client("tcp", "192.0.2.1", 9101, "other-port", 5.0)), "192.0.2.2|other-port");
+    });
+}
+
+/// Without the userland proxy (`loopback_dnat`): a host process reaches a sandbox's published port
+/// on 127.0.0.1 through the kernel's DNAT once the bridge, and only the bridge, has
+/// `route_localnet`; the guard keeps packets from the wire, from the LAN or from a sandbox, away
+/// from 127.0.0.0/8 even where `route_localnet` would let them in. Topology: a LAN peer
+/// (192.0.2.2) in front of the host (192.0.2.1), sandbox a (172.18.0.2) serving, sandbox b
+/// (172.18.0.3) attacking the host's loopback, a host service on 127.0.0.1:7000.
+#[test]
+fn loopback_reaches_published_ports_without_the_proxy() {
+    in_fresh_netns("loopback_reaches_published_ports_without_the_proxy", || {
+        // Strict reverse-path filtering, as on many distributions: it changes nothing here.
+        sh("ip link set lo up\n\
+            sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=1 net.ipv4.conf.default.rp_filter=1\n\
+            ip link add br-web type bridge; ip link set br-web up; ip addr add 172.18.0.1/16 dev br-web");
+        let peer = Namespace::new();
+        sh(&format!(
+            "ip link add lan0 type veth peer name eth0 netns {}; ip link set lan0 up\n\
+             ip addr add 192.0.2.1/24 dev lan0; ip route add default via 192.0.2.2",
+            peer.holder.id()
+        ));
+        // Attackers: no loopback of their own (down and without its address, or the kernel keeps
+        // its local routes), a route to 127.0.0.0/8 via the host, answers from 127.0.0.1
+        // accepted (see packets_take_the_documented_paths).
+        let attacker = "ip link set lo down; ip addr flush dev lo\n\
+                        sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1\n";
+        peer.sh(&format!(
+            "ip link set eth0 up; ip addr add 192.0.2.2/24 dev eth0\n{attacker}ip route add 127.0.0.0/8 via 192.0.2.1"
+        ));
+        let mut a = Namespace::new();
+        a.plug("veth-a", "br-web", &["172.18.0.2/16"], &["172.18.0.1"]);
+        a.serve(&[80, 53]);
+        let b = Namespace::new();
+        b.plug("veth-b", "br-web", &["172.18.0.3/16"], &["172.18.0.1"]);
+        b.sh(&format!("{attacker}ip route add 127.0.0.0/8 via 172.18.0.1"));
+        let service = "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+                       s.bind(('127.0.0.1',7000));s.listen()\n\
+                       while True:\n  c,a=s.accept();c.sendall(a[0].encode()+b'|'+c.recv(100));c.close()\n";
+        let _service = Background(Command::new("python3").args(["-c", service]).spawn().expect("run python3"));
+
+        let on = Ruleset {
+            networks: vec![NetworkPolicy {
+                name: "web".into(),
+                bridge: "br-web".into(),
+                subnets: vec!["172.18.0.0/16".parse().unwrap()],
+                internal: false,
+            }],
+            dnats: vec![
+                dnat(PortProtocol::Tcp, None, (8080, 8080), "172.18.0.2", (80, 80)),
+                dnat(PortProtocol::Tcp, Some("127.0.0.1"), (8081, 8081), "172.18.0.2", (80, 80)),
+                dnat(PortProtocol::Udp, None, (5353, 5353), "172.18.0.2", (53, 53)),
+                dnat(PortProtocol::Tcp, Some("192.0.2.1"), (9000, 9000), "172.18.0.2", (80, 80)),
+            ],
+            loopback_dnat: true,
+        };
+        let off = Ruleset { loopback_dnat: false, ..on.clone() };
+        let firewall = nftables();
+        // Switching on over a table applied with it off: the same chains, a plain apply.
+        firewall.apply(&off).unwrap();
+        firewall.apply(&on).unwrap();
+        assert!(firewall.matches(&on).unwrap());
+        assert!(!firewall.matches(&off).unwrap(), "matches() tells the two settings apart");
+
+        // Without route_localnet on the bridge the kernel will not route 127.0.0.1 out of it.
+        assert!(host(client("tcp", "127.0.0.1", 8080, "no-sysctl", 0.0)).starts_with("FAILED"));
+        sh("sysctl -qw net.ipv4.conf.br-web.route_localnet=1");
+        let all = std::fs::read_to_string("/proc/sys/net/ipv4/conf/all/route_localnet").unwrap();
+        assert_eq!(all.trim(), "0", "the bridge's own route_localnet is enough");
+        // Host processes to 127.0.0.0/8, masqueraded to the bridge's address.
+        assert_eq!(host(client("tcp", "127.0.0.1", 8080, "lo", 5.0)), "172.18.0.1|lo");
+        assert_eq!(host(client("tcp", "127.0.0.1", 8081, "lo-bound", 5.0)), "172.18.0.1|lo-bound");
+        assert_eq!(host(client("udp", "127.0.0.1", 5353, "lo-udp", 5.0)), "172.18.0.1|lo-udp");
+        assert_eq!(host(client("tcp", "127.0.0.2", 8080, "lo-2", 5.0)), "172.18.0.1|lo-2");
+        // A mapping bound to another address is not on 127.0.0.1 (nothing listens there).
+        assert!(host(client("tcp", "127.0.0.1", 9000, "elsewhere", 0.0)).starts_with("FAILED"));
+        // The other paths are unchanged.
+        assert_eq!(host(client("tcp", "192.0.2.1", 8080, "self", 5.0)), "192.0.2.1|self");
+        assert_eq!(peer.python(&client("tcp", "192.0.2.1", 8080, "lan", 5.0)), "192.0.2.2|lan");
+
+        // The guard: packets to 127.0.0.0/8 from the wire are dropped (no answer, not even a
+        // reset), from the LAN and from a sandbox, whose bridge now has route_localnet.
+        let dropped = |answer: String| {
+            assert_eq!(answer, "FAILED timed out", "a packet to 127.0.0.0/8 from the wire was not dropped");
+        };
+        dropped(peer.python(&client("tcp", "127.0.0.1", 7000, "cve", 0.0)));
+        dropped(peer.python(&client("tcp", "127.0.0.1", 8081, "cve", 0.0)));
+        dropped(b.python(&client("tcp", "127.0.0.1", 7000, "cve", 0.0)));
+        dropped(b.python(&client("tcp", "127.0.0.1", 8081, "cve", 0.0)));
+        // Even with route_localnet on every interface (as kube-proxy sets it).
+        sh("sysctl -qw net.ipv4.conf.all.route_localnet=1");
+        dropped(peer.python(&client("tcp", "127.0.0.1", 7000, "cve", 0.0)));
+        // It is the guard that stops them: without it both reach the host's loopback service.
+        nft_script("flush chain inet berth localnet-guard\n");
+        assert_eq!(b.python(&client("tcp", "127.0.0.1", 7000, "in", 5.0)), "172.18.0.3|in");
+        assert_eq!(peer.python(&client("tcp", "127.0.0.1", 7000, "in", 5.0)), "192.0.2.2|in");
+        assert!(!firewall.matches(&on).unwrap(), "a missing guard is a mismatch");
+        firewall.apply(&on).unwrap();
+        assert!(firewall.matches(&on).unwrap());
+        dropped(b.python(&client("tcp", "127.0.0.1", 7000, "cve", 0.0)));
+
+        // Off again: 127.0.0.1 is no longer DNATed (the proxy's job), the guard stays.
+        firewall.apply(&off).unwrap();
+        assert!(firewall.matches(&off).unwrap());
+        assert!(host(client("tcp", "127.0.0.1", 8080, "off", 0.0)).contains("refused"));
+        dropped(b.python(&client("tcp", "127.0.0.1", 7000, "cve", 0.0)));
     });
 }

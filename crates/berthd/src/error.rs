@@ -42,6 +42,7 @@ macro_rules! internal_from {
 
 internal_from!(
     berth_store::StoreError,
+    crate::proxy::ProxyError,
     berth_drivers::DriverError,
     berth_netlink::NetlinkError,
     berth_sys::netns::NetnsError,

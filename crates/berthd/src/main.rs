@@ -8,6 +8,7 @@ mod controller;
 mod error;
 mod ids;
 mod port_holder;
+mod proxy;
 mod sandbox_files;
 
 use std::os::unix::fs::PermissionsExt;
@@ -48,7 +49,16 @@ struct Args {
     /// Firewall backend for NAT, published ports and isolation: nftables or none.
     #[arg(long, default_value = "nftables")]
     firewall: FirewallKind,
+    /// Serve host-loopback (and IPv6-to-IPv4) access to published ports with berth-proxy.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
+    userland_proxy: bool,
+    /// The berth-proxy binary (default: next to berthd's own).
+    #[arg(long)]
+    userland_proxy_path: Option<PathBuf>,
 }
+
+/// How often berthd checks that the userland proxy is alive.
+const PROXY_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How long after an nftables change event the ruleset is checked (events come in bursts).
 const FIREWALL_CHECK_DELAY: Duration = Duration::from_millis(100);
@@ -80,11 +90,32 @@ async fn run(args: Args) -> anyhow::Result<()> {
         _ => Some(berth_firewall::watch_changes().context("cannot watch nftables for changes")?),
     };
     let firewall = berth_firewall::select(args.firewall);
+    let proxy = if args.userland_proxy {
+        let binary = match args.userland_proxy_path {
+            Some(path) => path,
+            None => std::env::current_exe()?.with_file_name("berth-proxy"),
+        };
+        std::fs::create_dir_all(&args.exec_root)?;
+        Some(tokio::task::block_in_place(|| proxy::ProxyClient::connect_or_start(&binary, &args.exec_root))?)
+    } else {
+        None
+    };
+    let proxied = proxy.is_some();
     let controller = Arc::new(
-        Controller::start(store, Paths::new(&args.exec_root), firewall, default_network)
+        Controller::start(store, Paths::new(&args.exec_root), firewall, proxy, default_network)
             .await
             .context("cannot start")?,
     );
+    if proxied {
+        let controller = controller.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PROXY_CHECK_INTERVAL);
+            loop {
+                tick.tick().await;
+                controller.keep_proxy_alive().await;
+            }
+        });
+    }
     if let Some(mut changes) = firewall_changes {
         let controller = controller.clone();
         tokio::spawn(async move {

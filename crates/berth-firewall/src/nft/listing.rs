@@ -167,6 +167,7 @@ mod tests {
                     target_ports: PortRange { start: 20000, end: 20999 },
                 },
             ],
+            loopback_dnat: false,
         }
     }
 
@@ -235,6 +236,10 @@ mod tests {
         let content = Content::of(&ruleset()).unwrap();
         let observed = Observed::parse(&listing(true, "172.17.0.2")).unwrap();
         assert_eq!(observed.difference(&content).unwrap(), "chain postrouting has 3 rules instead of 2");
+        // Loopback DNAT drops the output chain's loopback return and adds a masquerade.
+        let observed = Observed::parse(&listing(false, "172.17.0.2")).unwrap();
+        let loopback = Content::of(&Ruleset { loopback_dnat: true, ..ruleset() }).unwrap();
+        assert_eq!(observed.difference(&loopback).unwrap(), "chain output has 2 rules instead of 1");
         let observed = Observed::parse(&listing(false, "172.17.0.9")).unwrap();
         assert_eq!(
             observed.difference(&content).unwrap(),

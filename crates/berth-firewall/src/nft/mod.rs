@@ -3,7 +3,8 @@
 //! `nft -j list table inet berth`.
 //!
 //! It never names another table, never flushes the ruleset and never flushes or deletes the
-//! user's hook chain. It does not set sysctls (forwarding is the daemon's job).
+//! user's hook chain. It does not set sysctls: forwarding, and `route_localnet` on the bridges
+//! when [`crate::Ruleset::loopback_dnat`] is on, are the daemon's job (docs/firewall.md).
 
 mod listing;
 mod render;

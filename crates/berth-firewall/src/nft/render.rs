@@ -21,12 +21,14 @@ pub(crate) const USER_HOOK: &str = "user-hook";
 /// berth's own chains with their declarations (empty for regular chains), emptied and refilled
 /// by every apply. A declaration must never change: `add chain` of an existing base chain with
 /// another type or hook fails.
-pub(crate) const CHAINS: [(&str, &str); 6] = [
+pub(crate) const CHAINS: [(&str, &str); 7] = [
     ("prerouting", "{ type nat hook prerouting priority dstnat; policy accept; }"),
     // nft 1.0.6 accepts the `dstnat` keyword only on the prerouting hook; -100 is its value.
     ("output", "{ type nat hook output priority -100; policy accept; }"),
     ("postrouting", "{ type nat hook postrouting priority srcnat; policy accept; }"),
     ("forward", "{ type filter hook forward priority filter; policy accept; }"),
+    // Before conntrack and NAT: drops packets from the wire to 127.0.0.0/8 (CVE-2020-8558).
+    ("localnet-guard", "{ type filter hook prerouting priority raw; policy accept; }"),
     ("published", ""),
     ("into-network", ""),
 ];
@@ -47,14 +49,19 @@ const DNAT_ADDR4: &str = "dnat_addr4";
 const DNAT_PORT6: &str = "dnat_port6";
 const DNAT_ADDR6: &str = "dnat_addr6";
 
-/// Rules that do not depend on the ruleset: (chain, rule).
+/// Rules that do not depend on the ruleset: (chain, rule). The output chain's rules depend on
+/// [`Ruleset::loopback_dnat`] and are added by [`Content::of`].
 const FIXED_RULES: [(&str, &str); 16] = [
-    // Published ports: packets from outside and from host processes to a local address.
+    // Never from the wire to a loopback address (CVE-2020-8558): with route_localnet on an
+    // interface (berthd sets it on its bridges when loopback DNAT is on) the kernel would route
+    // such a packet to the host's 127.0.0.1 services. Rendered whatever the setting: such a
+    // packet is a martian anyway, and a bridge may keep route_localnet from an earlier run.
+    ("localnet-guard", "ip daddr 127.0.0.0/8 iifname != \"lo\" drop"),
+    // Published ports: packets from outside to a local address, never a loopback one (a LAN
+    // packet to 127.0.0.1 must not reach a port published on 127.0.0.1 only; CVE-2020-8558).
+    ("prerouting", "ip daddr 127.0.0.0/8 return"),
     ("prerouting", "fib daddr type local jump published"),
-    ("output", "fib daddr type local jump published"),
-    // Never into a sandbox from loopback addresses (CVE-2020-8558): a LAN packet sent to
-    // 127.0.0.1 on the host's interface must not reach a published port.
-    ("published", "ip daddr 127.0.0.0/8 return"),
+    // The kernel never routes ::1 out of a non-loopback interface: ::1 is the proxy's job.
     ("published", "ip6 daddr ::1 return"),
     ("published", "meta l4proto { tcp, udp, sctp } dnat ip to ip daddr . meta l4proto . th dport map @dnat_port4"),
     ("published", "meta l4proto { tcp, udp, sctp } dnat ip to ip daddr . meta l4proto . th dport map @dnat_addr4"),
@@ -71,6 +78,14 @@ const FIXED_RULES: [(&str, &str); 16] = [
     ("into-network", "iifname . oifname @bridge_pairs accept"),
     ("into-network", "oifname @internal_bridges drop"),
 ];
+
+/// Host processes to a loopback address: not DNATed unless [`Ruleset::loopback_dnat`] (the
+/// userland proxy serves them).
+const OUTPUT_LOOPBACK_RETURN: &str = "ip daddr 127.0.0.0/8 return";
+
+/// With [`Ruleset::loopback_dnat`]: a host process's packet from 127.0.0.1, DNATed to a
+/// sandbox, leaves with the bridge's address, or the sandbox would answer its own loopback.
+const LOOPBACK_MASQUERADE: &str = "oifname @bridges ip saddr 127.0.0.0/8 masquerade";
 
 /// The last rules of `into-network`, after the fixed ones.
 const INTO_NETWORK_TAIL: [&str; 2] = ["ct status dnat accept", "drop"];
@@ -115,6 +130,12 @@ impl Content {
         for rule in INTO_NETWORK_TAIL {
             push_rule("into-network", rule.to_owned());
         }
+        if ruleset.loopback_dnat {
+            push_rule("postrouting", LOOPBACK_MASQUERADE.to_owned());
+        } else {
+            push_rule("output", OUTPUT_LOOPBACK_RETURN.to_owned());
+        }
+        push_rule("output", "fib daddr type local jump published".to_owned());
         let mut elements = BTreeSet::new();
         for network in &ruleset.networks {
             check_bridge(network)?;
@@ -305,6 +326,7 @@ mod tests {
                 dnat(PortProtocol::Tcp, None, (9000, 9000), "fd00:18::2", (9000, 9000)),
                 dnat(PortProtocol::Sctp, Some("2001:db8::1"), (7000, 7010), "fd00:18::3", (70, 70)),
             ],
+            loopback_dnat: false,
         }
     }
 
@@ -350,7 +372,6 @@ mod tests {
             "add rule inet berth into-network oifname @internal_bridges drop",
             "add rule inet berth into-network ct status dnat accept",
             "add rule inet berth into-network drop",
-            "add rule inet berth published ip daddr 127.0.0.0/8 return",
             r#"add element inet berth bridges { "br-db", "br-web" }"#,
             r#"add element inet berth internal_bridges { "br-db" }"#,
             r#"add element inet berth bridge_pairs { "br-db" . "br-db", "br-web" . "br-web" }"#,
@@ -393,7 +414,63 @@ mod tests {
         let script = content.script();
         assert!(!script.contains("element"), "{script}");
         assert!(!script.contains("masquerade"), "{script}");
-        assert_eq!(content.rules.iter().map(|(_, r)| r.len()).sum::<usize>(), FIXED_RULES.len() + 2);
+        // The fixed rules, the tail of into-network and the output chain's two rules.
+        assert_eq!(content.rules.iter().map(|(_, r)| r.len()).sum::<usize>(), FIXED_RULES.len() + 4);
+    }
+
+    /// The rules of `chain` in the content of `ruleset`.
+    fn chain_rules(ruleset: &Ruleset, chain: &str) -> Vec<String> {
+        let content = Content::of(ruleset).unwrap();
+        content.rules.into_iter().find(|(name, _)| *name == chain).unwrap().1
+    }
+
+    #[test]
+    fn without_loopback_dnat_loopback_is_never_dnated() {
+        let ruleset = example();
+        assert!(!ruleset.loopback_dnat && !Ruleset::default().loopback_dnat, "off by default");
+        let loopback = "ip daddr 127.0.0.0/8 return";
+        let jump = "fib daddr type local jump published";
+        assert_eq!(chain_rules(&ruleset, "prerouting"), [loopback, jump]);
+        assert_eq!(chain_rules(&ruleset, "output"), [loopback, jump]);
+        assert_eq!(chain_rules(&ruleset, "published")[0], "ip6 daddr ::1 return");
+        assert!(!chain_rules(&ruleset, "postrouting").iter().any(|r| r.contains("127.0.0.0/8")));
+        // The guard is there whatever the setting.
+        assert_eq!(chain_rules(&ruleset, "localnet-guard"), [r#"ip daddr 127.0.0.0/8 iifname != "lo" drop"#]);
+    }
+
+    #[test]
+    fn with_loopback_dnat_host_processes_reach_published_ports_on_loopback() {
+        let ruleset = Ruleset { loopback_dnat: true, ..example() };
+        let script = Content::of(&ruleset).unwrap().script();
+        let lines = lines(&script);
+        for expected in [
+            // The output path DNATs 127.0.0.0/8; the prerouting path never does.
+            "add rule inet berth prerouting ip daddr 127.0.0.0/8 return",
+            "add rule inet berth output fib daddr type local jump published",
+            // ::1 is never DNATed: the kernel does not route it out of a bridge.
+            "add rule inet berth published ip6 daddr ::1 return",
+            "add rule inet berth postrouting oifname @bridges ip saddr 127.0.0.0/8 masquerade",
+            "add chain inet berth localnet-guard { type filter hook prerouting priority raw; policy accept; }",
+            "flush chain inet berth localnet-guard",
+            r#"add rule inet berth localnet-guard ip daddr 127.0.0.0/8 iifname != "lo" drop"#,
+        ] {
+            assert!(lines.contains(&expected), "missing {expected:?} in\n{script}");
+        }
+        assert_eq!(chain_rules(&ruleset, "output"), ["fib daddr type local jump published"]);
+        assert_eq!(chain_rules(&ruleset, "prerouting"), chain_rules(&example(), "prerouting"));
+        assert_eq!(chain_rules(&ruleset, "published"), chain_rules(&example(), "published"));
+        // The loopback masquerade comes first, then the networks' rules, unchanged.
+        let postrouting = chain_rules(&ruleset, "postrouting");
+        assert_eq!(postrouting[0], LOOPBACK_MASQUERADE);
+        assert_eq!(postrouting[1..], chain_rules(&example(), "postrouting"));
+        // The same chains and sets are declared either way, so switching is a plain apply.
+        let declarations = |script: &str| -> Vec<String> {
+            script.lines().filter(|l| !l.starts_with("add rule") && !l.starts_with("add element")).map(str::to_owned).collect()
+        };
+        assert_eq!(declarations(&script), declarations(&Content::of(&example()).unwrap().script()));
+        // With no network at all the masquerade still matches nothing but berth's bridges.
+        let empty = Ruleset { loopback_dnat: true, ..Ruleset::default() };
+        assert_eq!(chain_rules(&empty, "postrouting"), [LOOPBACK_MASQUERADE]);
     }
 
     #[test]

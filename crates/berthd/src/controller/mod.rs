@@ -23,6 +23,7 @@ use ipnet::IpNet;
 use tokio::sync::Mutex;
 
 use crate::error::{Error, Result};
+use crate::proxy::ProxyClient;
 
 pub use reconcile::DefaultNetwork;
 
@@ -161,6 +162,8 @@ pub struct Controller {
     store: Store,
     bridge: BridgeDriver,
     firewall: BlockingFirewall,
+    /// The userland proxy, unless berthd runs with `--userland-proxy=false`.
+    proxy: Option<ProxyClient>,
     host: Netlink,
     paths: Paths,
 }
@@ -177,6 +180,7 @@ impl Controller {
         store: Store,
         paths: Paths,
         firewall: Box<dyn Firewall>,
+        proxy: Option<ProxyClient>,
         default_network: Option<DefaultNetwork>,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&paths.sandboxes_dir)?;
@@ -187,6 +191,7 @@ impl Controller {
             store,
             bridge: BridgeDriver::new(host.clone()),
             firewall: BlockingFirewall(firewall),
+            proxy,
             host,
             paths,
         };

@@ -7,9 +7,10 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
 
 use berth_firewall::{Dnat, NetworkPolicy, Ruleset};
-use berth_types::{PortMapping, PortProtocol, PortRange, PortSpec, PortsChange, Sandbox, SandboxRecord};
+use berth_types::{PortMapping, PortProtocol, PortRange, PortSpec, PortsChange, ProxyMapping, Sandbox, SandboxRecord};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{Controller, State};
@@ -20,7 +21,20 @@ use crate::port_holder::port_holder;
 #[derive(Debug)]
 pub(super) struct Reservation {
     pub mapping: PortMapping,
-    _sockets: Vec<Socket>,
+    sockets: Vec<HostSocket>,
+}
+
+/// One reserved host socket; with the userland proxy it also serves loopback clients.
+#[derive(Debug)]
+struct HostSocket {
+    /// The proxy's name for it: `SANDBOX/PROTO/ADDR/PORT`.
+    proxy_id: String,
+    host: SocketAddr,
+    socket: Socket,
+}
+
+fn proxy_id(sandbox_id: &str, protocol: PortProtocol, host: SocketAddr) -> String {
+    format!("{sandbox_id}/{protocol}/{}/{}", host.ip(), host.port())
 }
 
 /// How many random starting points `-P` and `-p CPORT` try before giving up.
@@ -35,7 +49,7 @@ fn host_addresses(host_ip: Option<IpAddr>) -> Vec<IpAddr> {
 
 /// Binds (without listening) one socket on `ip:port`; a v6 wildcard binds v6 only, so the v4
 /// wildcard is reserved by its own socket.
-fn bind_port(protocol: PortProtocol, ip: IpAddr, port: u16) -> io::Result<Socket> {
+fn bind_port(protocol: PortProtocol, ip: IpAddr, port: u16, listen: bool) -> io::Result<Socket> {
     let domain = if ip.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
     let (kind, proto) = match protocol {
         PortProtocol::Tcp => (Type::STREAM, Protocol::TCP),
@@ -47,8 +61,14 @@ fn bind_port(protocol: PortProtocol, ip: IpAddr, port: u16) -> io::Result<Socket
         socket.set_only_v6(true)?;
     }
     socket.bind(&SocketAddr::new(ip, port).into())?;
+    if listen && protocol == PortProtocol::Tcp {
+        socket.listen(LISTEN_BACKLOG)?;
+    }
     Ok(socket)
 }
+
+/// Backlog of published TCP sockets the userland proxy accepts on.
+const LISTEN_BACKLOG: i32 = 4096;
 
 
 
@@ -114,7 +134,8 @@ impl State {
             .collect()
     }
 
-    /// berth's whole firewall ruleset, derived from the networks and the published ports.
+    /// berth's firewall ruleset as the records describe it (the daemon's settings are added by
+    /// `Controller::ruleset`).
     pub(super) fn ruleset(&self) -> Ruleset {
         Ruleset {
             networks: self
@@ -128,6 +149,7 @@ impl State {
                 })
                 .collect(),
             dnats: self.sandboxes.values().flat_map(|s| self.sandbox_dnats(s)).collect(),
+            loopback_dnat: false,
         }
     }
 }
@@ -184,9 +206,9 @@ impl Controller {
                             spec.container_ports
                         )));
                     }
-                    self.reserve(state, &reservations, mapping_for(spec, host_ports))?
+                    self.reserve(state, &sandbox.id, &reservations, mapping_for(spec, host_ports))?
                 }
-                None => self.reserve_random(state, &reservations, spec)?,
+                None => self.reserve_random(state, &sandbox.id, &reservations, spec)?,
             };
             reservations.push(reservation);
         }
@@ -195,7 +217,7 @@ impl Controller {
 
     /// Reserves the host ports of `mapping`, refusing ports berth already publishes and ports
     /// a host process holds.
-    fn reserve(&self, state: &State, pending: &[Reservation], mapping: PortMapping) -> Result<Reservation> {
+    fn reserve(&self, state: &State, sandbox_id: &str, pending: &[Reservation], mapping: PortMapping) -> Result<Reservation> {
         let clash = |m: &PortMapping| {
             m.protocol == mapping.protocol
                 && m.host_ports.overlaps(&mapping.host_ports)
@@ -213,8 +235,11 @@ impl Controller {
         let mut sockets = Vec::new();
         for ip in host_addresses(mapping.host_ip) {
             for port in mapping.host_ports.start..=mapping.host_ports.end {
-                match bind_port(mapping.protocol, ip, port) {
-                    Ok(socket) => sockets.push(socket),
+                match bind_port(mapping.protocol, ip, port, self.proxy.is_some()) {
+                    Ok(socket) => {
+                        let host = SocketAddr::new(ip, port);
+                        sockets.push(HostSocket { proxy_id: proxy_id(sandbox_id, mapping.protocol, host), host, socket });
+                    }
                     // A host without IPv6 cannot have v6 users of the port either.
                     Err(e) if mapping.host_ip.is_none() && ip.is_ipv6() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {}
                     Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
@@ -228,17 +253,17 @@ impl Controller {
                 }
             }
         }
-        Ok(Reservation { mapping, _sockets: sockets })
+        Ok(Reservation { mapping, sockets })
     }
 
     /// Reserves a free random host port from the ephemeral range for a one-port spec without
     /// a host port.
-    fn reserve_random(&self, state: &State, pending: &[Reservation], spec: &PortSpec) -> Result<Reservation> {
+    fn reserve_random(&self, state: &State, sandbox_id: &str, pending: &[Reservation], spec: &PortSpec) -> Result<Reservation> {
         let (low, high) = ephemeral_range();
         let span = high.saturating_sub(low).max(1);
         for _ in 0..RANDOM_PORT_ATTEMPTS {
             let port = low + (rand::random::<u16>() % span);
-            match self.reserve(state, pending, mapping_for(spec, PortRange::single(port))) {
+            match self.reserve(state, sandbox_id, pending, mapping_for(spec, PortRange::single(port))) {
                 Ok(r) => return Ok(r),
                 Err(Error::Conflict(_)) | Err(Error::BadRequest(_)) if spec.host_ip.is_none() => continue,
                 Err(e) => return Err(e),
@@ -264,6 +289,7 @@ impl Controller {
             return Err(e.into());
         }
         forget_udp_flows(&added);
+        self.serve_through_proxy(&state, &sandbox, &reservations);
         state.reservations.entry(sandbox.id.clone()).or_default().extend(reservations);
         let view = state.sandbox_view(&sandbox);
         state.sandboxes.insert(sandbox.id.clone(), sandbox);
@@ -296,7 +322,10 @@ impl Controller {
             tracing::error!(sandbox = %sandbox.name, "cannot remove DNAT entries, re-applying the ruleset: {e}");
         }
         if let Some(held) = state.reservations.get_mut(&sandbox.id) {
-            held.retain(|r| !removed.contains(&r.mapping));
+            let (closing, kept): (Vec<Reservation>, Vec<Reservation>) =
+                held.drain(..).partition(|r| removed.contains(&r.mapping));
+            *held = kept;
+            self.stop_proxying(&closing);
         }
         forget_udp_flows(&gone);
         let view = state.sandbox_view(&sandbox);
@@ -309,7 +338,7 @@ impl Controller {
 
     /// Applies berth's whole ruleset and the forwarding sysctls it needs.
     pub(super) fn apply_firewall(&self, state: &State) -> Result<()> {
-        let ruleset = state.ruleset();
+        let ruleset = self.ruleset(state);
         let forwarding = state.networks.values().filter(|n| !n.internal);
         let (mut v4, mut v6) = (false, false);
         for network in forwarding {
@@ -323,11 +352,25 @@ impl Controller {
         if v6 {
             set("net/ipv6/conf/all/forwarding")?;
         }
+        if ruleset.loopback_dnat {
+            // Without the proxy, 127.0.0.1 is DNATed into the sandbox: the bridge must route
+            // loopback-sourced packets; the firewall's guard drops 127/8 arriving elsewhere.
+            for network in state.networks.values().filter(|n| !n.internal) {
+                if let Err(e) = set(&format!("net/ipv4/conf/{}/route_localnet", network.bridge)) {
+                    tracing::warn!(network = %network.name, "{e}");
+                }
+            }
+        }
         Ok(self.firewall.apply(&ruleset)?)
     }
 
+    /// berth's whole ruleset for the current state and daemon settings.
+    pub(super) fn ruleset(&self, state: &State) -> Ruleset {
+        Ruleset { loopback_dnat: self.proxy.is_none(), ..state.ruleset() }
+    }
+
     fn apply_firewall_if_drifted(&self, state: &State) {
-        let ruleset = state.ruleset();
+        let ruleset = self.ruleset(state);
         if !self.firewall.matches(&ruleset).unwrap_or(false) {
             if let Err(e) = self.firewall.apply(&ruleset) {
                 tracing::error!("cannot re-apply the firewall ruleset: {e}");
@@ -346,7 +389,7 @@ impl Controller {
     /// Called after nftables changed in the daemon's namespace: restores berth's ruleset when
     /// it no longer matches (a flush, a deleted table, a firewalld reload).
     pub async fn heal_firewall(&self) {
-        let ruleset = self.state.lock().await.ruleset();
+        let ruleset = self.ruleset(&*self.state.lock().await);
         match self.firewall.matches(&ruleset) {
             Ok(true) => {}
             Ok(false) => {
@@ -360,28 +403,124 @@ impl Controller {
         }
     }
 
-    /// Re-binds the reservation sockets of every recorded mapping (on start).
+    /// Takes back the reservation sockets of every recorded mapping on start: from the userland
+    /// proxy when it survived the restart (it holds them, and its connections stay up), by
+    /// binding them again otherwise; then makes the proxy serve exactly those.
     pub(super) fn restore_reservations(&self, state: &mut State) {
+        let mut from_proxy: HashMap<String, OwnedFd> = HashMap::new();
+        if let Some(proxy) = &self.proxy {
+            match tokio::task::block_in_place(|| proxy.list()) {
+                Ok(list) => from_proxy.extend(list.into_iter().map(|(m, fd)| (m.id, fd))),
+                Err(e) => tracing::error!("cannot list the userland proxy's mappings: {e}"),
+            }
+        }
         let mut all: HashMap<String, Vec<Reservation>> = HashMap::new();
         for sandbox in state.sandboxes.values() {
             for mapping in &sandbox.ports {
                 let mut sockets = Vec::new();
                 for ip in host_addresses(mapping.host_ip) {
                     for port in mapping.host_ports.start..=mapping.host_ports.end {
-                        match bind_port(mapping.protocol, ip, port) {
-                            Ok(s) => sockets.push(s),
-                            Err(e) => tracing::warn!(sandbox = %sandbox.name, "cannot reserve host port {ip}:{port}/{} again: {e}", mapping.protocol),
-                        }
+                        let host = SocketAddr::new(ip, port);
+                        let id = proxy_id(&sandbox.id, mapping.protocol, host);
+                        let socket = match from_proxy.remove(&id) {
+                            Some(fd) => Socket::from(fd),
+                            None => match bind_port(mapping.protocol, ip, port, self.proxy.is_some()) {
+                                Ok(socket) => socket,
+                                Err(e) if ip.is_ipv6() && mapping.host_ip.is_none() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => continue,
+                                Err(e) => {
+                                    tracing::warn!(sandbox = %sandbox.name, "cannot reserve host port {host}/{} again: {e}", mapping.protocol);
+                                    continue;
+                                }
+                            },
+                        };
+                        sockets.push(HostSocket { proxy_id: id, host, socket });
                     }
                 }
-                all.entry(sandbox.id.clone()).or_default().push(Reservation { mapping: mapping.clone(), _sockets: sockets });
+                all.entry(sandbox.id.clone()).or_default().push(Reservation { mapping: mapping.clone(), sockets });
+            }
+        }
+        if let Some(proxy) = &self.proxy {
+            for stale in from_proxy.keys() {
+                if let Err(e) = tokio::task::block_in_place(|| proxy.remove(stale)) {
+                    tracing::error!("cannot remove stale proxy mapping {stale}: {e}");
+                }
+            }
+        }
+        for (sandbox_id, reservations) in &all {
+            if let Some(sandbox) = state.sandboxes.get(sandbox_id) {
+                self.serve_through_proxy(state, sandbox, reservations);
             }
         }
         state.reservations = all;
     }
+
+    /// Has the userland proxy serve the host sockets of `reservations` (replacing what it had
+    /// for them), each towards the sandbox's address of the socket's family, or of the other
+    /// family when the sandbox has none (IPv6 clients of an IPv4-only sandbox).
+    pub(super) fn serve_through_proxy(&self, state: &State, sandbox: &SandboxRecord, reservations: &[Reservation]) {
+        let Some(proxy) = &self.proxy else { return };
+        for reservation in reservations {
+            for held in &reservation.sockets {
+                let result = match state.proxy_backend(sandbox, &reservation.mapping, held.host) {
+                    Some(backend) => {
+                        let mapping = ProxyMapping { id: held.proxy_id.clone(), protocol: reservation.mapping.protocol, backend };
+                        tokio::task::block_in_place(|| proxy.add(&mapping, held.socket.as_fd()))
+                    }
+                    None => tokio::task::block_in_place(|| proxy.remove(&held.proxy_id)),
+                };
+                if let Err(e) = result {
+                    tracing::error!(sandbox = %sandbox.name, "userland proxy: {e}");
+                }
+            }
+        }
+    }
+
+    /// Has the userland proxy stop serving the host sockets of `reservations`.
+    pub(super) fn stop_proxying(&self, reservations: &[Reservation]) {
+        let Some(proxy) = &self.proxy else { return };
+        for held in reservations.iter().flat_map(|r| &r.sockets) {
+            if let Err(e) = tokio::task::block_in_place(|| proxy.remove(&held.proxy_id)) {
+                tracing::error!("userland proxy: {e}");
+            }
+        }
+    }
+
+    /// Restarts the userland proxy if it died, and hands it every host socket again.
+    pub async fn keep_proxy_alive(&self) {
+        let Some(proxy) = &self.proxy else { return };
+        if proxy.is_alive() {
+            return;
+        }
+        tracing::warn!("the userland proxy died; restarting it");
+        if let Err(e) = tokio::task::block_in_place(|| proxy.restart()) {
+            tracing::error!("{e}");
+            return;
+        }
+        let state = self.state.lock().await;
+        for (sandbox_id, reservations) in &state.reservations {
+            if let Some(sandbox) = state.sandboxes.get(sandbox_id) {
+                self.serve_through_proxy(&state, sandbox, reservations);
+            }
+        }
+    }
 }
 
 impl State {
+    /// Where the proxy sends what arrives on host socket `host` of `mapping`: the sandbox's
+    /// address on its first non-internal network, of the socket's family when it has one.
+    fn proxy_backend(&self, sandbox: &SandboxRecord, mapping: &PortMapping, host: SocketAddr) -> Option<SocketAddr> {
+        let endpoint = sandbox
+            .endpoints
+            .iter()
+            .find(|e| self.networks.get(&e.network_id).is_some_and(|n| !n.internal))?;
+        let v4 = endpoint.ipv4.map(|a| IpAddr::V4(a.addr()));
+        let v6 = endpoint.ipv6.map(|a| IpAddr::V6(a.addr()));
+        let address = if host.is_ipv4() { v4.or(v6) } else { v6.or(v4) }?;
+        let offset = host.port() - mapping.host_ports.start;
+        let port = if mapping.container_ports.count() == 1 { mapping.container_ports.start } else { mapping.container_ports.start + offset };
+        Some(SocketAddr::new(address, port))
+    }
+
     /// Whether `sandbox` can have published ports: it needs a non-internal network.
     fn check_can_publish(&self, sandbox: &SandboxRecord) -> Result<()> {
         let reachable = sandbox.endpoints.iter().any(|e| self.networks.get(&e.network_id).is_some_and(|n| !n.internal));

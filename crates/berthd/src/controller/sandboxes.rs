@@ -131,6 +131,7 @@ impl Controller {
         tracing::info!(sandbox = %draft.record.name, mode = ?draft.record.mode, "sandbox created");
         let view = state.sandbox_view(&draft.record);
         if !draft.reservations.is_empty() {
+            self.serve_through_proxy(&state, &draft.record, &draft.reservations);
             state.reservations.insert(draft.record.id.clone(), draft.reservations);
         }
         state.sandboxes.insert(draft.record.id.clone(), draft.record);
@@ -323,6 +324,9 @@ impl Controller {
                 tracing::error!(sandbox = %sandbox.name, "cannot move DNAT entries: {e}");
             }
             super::ports::forget_udp_flows(&gone);
+            if let Some(held) = state.reservations.get(&sandbox.id) {
+                self.serve_through_proxy(&state, &sandbox, held);
+            }
         }
         self.remove_endpoint(&mut state, &endpoint).await;
         if let Err(e) = write_sandbox_files(&sandbox) {
@@ -385,7 +389,9 @@ impl Controller {
         self.store.commit(&[Change::DeleteSandbox(&sandbox.id)])?;
         let dnats = state.sandbox_dnats(&sandbox);
         state.sandboxes.remove(&sandbox.id);
-        state.reservations.remove(&sandbox.id);
+        if let Some(held) = state.reservations.remove(&sandbox.id) {
+            self.stop_proxying(&held);
+        }
         if let Err(e) = self.firewall.remove_dnats(&dnats) {
             tracing::error!(sandbox = %sandbox.name, "cannot remove DNAT entries, re-applying the ruleset: {e}");
             if let Err(e) = self.apply_firewall(&state) {
