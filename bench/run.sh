@@ -8,6 +8,11 @@
 #                                       # port (DNAT), N interleaved rounds (3) of S seconds (3);
 #                                       # time to publish the 1st vs the Nth port (1000). See
 #                                       # bench/nat.sh.
+#   bench/run.sh proxy [--rounds N] [--seconds S] [--ports N] [--docker-sample N] [--install-peers]
+#                                       # host process -> sandbox: direct vs berth-proxy on
+#                                       # 127.0.0.1 vs docker-proxy, interleaved: throughput,
+#                                       # conn/s, p50/p99, UDP pps; RSS and set-up time of N
+#                                       # published ports (1000). See bench/proxy.sh.
 #
 # Needs root. Builds release binaries first. Touches nothing outside its namespaces.
 set -euo pipefail
@@ -15,12 +20,19 @@ cd "$(dirname "$(readlink -f "$0")")/.."
 
 mode=connect
 case "${1:-}" in
-    connect|nat) mode=$1; shift ;;
+    connect|nat|proxy) mode=$1; shift ;;
 esac
 
 if [ "${BERTH_BENCH_INSIDE:-}" != 1 ]; then
     [ "$(id -u)" -eq 0 ] || { echo "bench/run.sh: run as root (it creates namespaces)" >&2; exit 1; }
-    cargo build --release --locked -p berthd -p berth -p berth-bench >&2
+    if [ "$mode" = proxy ]; then
+        # Every binary, berth-proxy included; then the peer (docker-proxy) is fetched, if asked
+        # to, before entering the throwaway host (which has no network).
+        cargo build --release --locked --workspace --bins >&2
+        bench/proxy.sh --prepare "$@"
+    else
+        cargo build --release --locked -p berthd -p berth -p berth-bench >&2
+    fi
     work=$(mktemp -d /tmp/berth-bench.XXXXXX)
     trap 'rm -rf "$work"' EXIT
     BERTH_BENCH_INSIDE=1 BERTH_BENCH_WORK=$work unshare --net --mount --pid --fork --mount-proc \
@@ -30,6 +42,9 @@ fi
 
 if [ "$mode" = nat ]; then
     exec bench/nat.sh "$@"
+fi
+if [ "$mode" = proxy ]; then
+    exec bench/proxy.sh "$@"
 fi
 
 count=500

@@ -765,3 +765,63 @@ for line in sys.stdin:
         fill(TCP_SESSION, &[("__ADDR__", addr.to_owned()), ("__PORT__", port.to_string())])
     }
 }
+
+/// The path of a workspace binary (`berthd`, `berth`, `berth-proxy`, ...) in the target
+/// directory the tests were built into; panics when it is not built.
+pub fn binary_path(name: &str) -> PathBuf {
+    binary(name)
+}
+
+/// Whether `berthd --help` lists `flag` (such as `--userland-proxy`), for tests of a feature
+/// that may not have landed yet.
+pub fn berthd_has_flag(flag: &str) -> bool {
+    let help = Command::new(binary("berthd")).arg("--help").output().expect("berthd --help");
+    String::from_utf8_lossy(&help.stdout).split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '_')).any(|word| word == flag)
+}
+
+impl TestHost {
+    /// The CLI's command line pointed at this host's daemon (`[berth, --socket, PATH]`), for
+    /// scripts that run it themselves (a python client calling `berth port rm` mid-connection).
+    pub fn berth_argv(&self) -> Vec<String> {
+        vec![binary("berth").display().to_string(), "--socket".into(), self.socket().display().to_string()]
+    }
+
+    /// The pids (as seen inside the host) of the live processes whose name is exactly `name`.
+    /// Zombies are left out: the host's init (`sleep`) never reaps the orphans it inherits,
+    /// such as a process that outlived the berthd that started it and was then killed.
+    pub fn pids_named(&self, name: &str) -> Vec<u32> {
+        self.sh_ok("ps -e -o pid=,stat=,comm=")
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let (pid, stat, comm) = (fields.next()?, fields.next()?, fields.next()?);
+                (comm == name && !stat.starts_with('Z')).then(|| pid.parse().ok())?
+            })
+            .collect()
+    }
+
+    /// Runs a python script in the host namespace, failing the test if it fails; returns
+    /// stdout, trimmed.
+    pub fn python_ok(&self, script: &str) -> String {
+        let out = self.command("python3").args(["-c", script]).stdin(Stdio::null()).output().expect("run python3 in the host");
+        assert!(
+            out.status.success(),
+            "python in the host failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Waits up to `timeout` until something in `sandbox` listens on `port` (`proto` "tcp" or
+    /// "udp"); returns whether it does.
+    pub fn wait_listening(&self, sandbox: &str, port: u16, proto: &str, timeout: Duration) -> bool {
+        let flag = if proto == "udp" { "-Hlun" } else { "-Hltn" };
+        let script = format!("ss {flag} 'sport = :{port}'");
+        wait_for(timeout, || {
+            let out = self.exec(sandbox, &script);
+            (out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&format!(":{port}"))).then_some(())
+        })
+        .is_some()
+    }
+}
