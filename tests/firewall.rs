@@ -10,21 +10,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use berth_integration::{nft, privileged, py, wait_for, Background, LanPeer, TestHost, HOST_LAN_IP, HOST_LAN_IP6, PEER_LAN_IP, PEER_LAN_IP6};
 
-fn serve(host: &TestHost, name: &str, network: &str, publish: &[&str], script: &str) {
-    let mut args = vec!["run", "-d", "--name", name, "--network", network];
-    for spec in publish {
-        args.extend_from_slice(&["-p", spec]);
-    }
-    args.extend_from_slice(&["--", "python3", "-c", script]);
-    host.berth_ok(&args);
-}
-
-fn python_in(host: &TestHost, sandbox: &str, script: &str) -> String {
-    let out = host.berth(&["exec", sandbox, "--", "python3", "-c", script]);
-    assert!(out.status.success(), "python in {sandbox} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 fn peer_tcp(peer: &LanPeer, port: u16, message: &str) -> String {
     peer.python_ok(&py::tcp_client(HOST_LAN_IP, port, message))
 }
@@ -69,20 +54,20 @@ fn outbound_is_masqueraded_and_internal_networks_stay_inside() {
     assert_eq!(host.sh_ok("cat /proc/sys/net/ipv4/ip_forward").trim(), "1", "berthd enables forwarding");
 
     // The peer has no route to 10.80.0.0/24: it answers the host's address, which it saw.
-    assert_eq!(python_in(&host, "open", &py::tcp_client(PEER_LAN_IP, 9000, "out")), format!("{HOST_LAN_IP}|out"));
-    assert_eq!(python_in(&host, "open", &py::udp_client(PEER_LAN_IP, 9000, "uout")), format!("{HOST_LAN_IP}|uout"));
+    assert_eq!(host.python_in("open", &py::tcp_client(PEER_LAN_IP, 9000, "out")), format!("{HOST_LAN_IP}|out"));
+    assert_eq!(host.python_in("open", &py::udp_client(PEER_LAN_IP, 9000, "uout")), format!("{HOST_LAN_IP}|uout"));
 
     // IPv6 parity: a sandbox on a v6 network reaches the peer as 2001:db8::1.
     host.berth_ok(&["network", "create", "--ipv6", "--subnet", "fd00:80::/64", "--subnet", "10.88.0.0/24", "out6"]);
     host.berth_ok(&["run", "-d", "--name", "open6", "--network", "out6", "--", "sleep", "600"]);
     let _server6 = peer.spawn_python(&py::addr_echo_server(PEER_LAN_IP6, &[9000]));
-    assert_eq!(python_in(&host, "open6", &py::tcp_client(PEER_LAN_IP6, 9000, "out6")), format!("{HOST_LAN_IP6}|out6"));
-    assert_eq!(python_in(&host, "open6", &py::udp_client(PEER_LAN_IP6, 9000, "uout6")), format!("{HOST_LAN_IP6}|uout6"));
+    assert_eq!(host.python_in("open6", &py::tcp_client(PEER_LAN_IP6, 9000, "out6")), format!("{HOST_LAN_IP6}|out6"));
+    assert_eq!(host.python_in("open6", &py::udp_client(PEER_LAN_IP6, 9000, "uout6")), format!("{HOST_LAN_IP6}|uout6"));
 
     // An internal network forwards nothing out: no masquerade, no way through the host.
-    let blocked = python_in(&host, "closed", &py::tcp_probe(PEER_LAN_IP, 9000, "in", 1.5));
+    let blocked = host.python_in("closed", &py::tcp_probe(PEER_LAN_IP, 9000, "in", 1.5));
     assert!(blocked.starts_with("FAILED"), "a sandbox on an --internal network reached the LAN: {blocked:?}");
-    let blocked = python_in(&host, "closed", &py::udp_probe(PEER_LAN_IP, 9000, "uin", 1.0));
+    let blocked = host.python_in("closed", &py::udp_probe(PEER_LAN_IP, 9000, "uin", 1.0));
     assert!(blocked.starts_with("FAILED"), "a sandbox on an --internal network reached the LAN over UDP: {blocked:?}");
 
     // Publishing on a sandbox that is only on internal networks is refused.
@@ -104,8 +89,8 @@ fn sandboxes_on_different_networks_cannot_reach_each_other() {
     let (host, _peer) = TestHost::with_lan_peer(&[]);
     host.berth_ok(&["network", "create", "--subnet", "10.82.0.0/24", "a"]);
     host.berth_ok(&["network", "create", "--subnet", "10.83.0.0/24", "b"]);
-    serve(&host, "a-server", "a", &["8088:7000"], &py::addr_echo_server("0.0.0.0", &[7000, 7001]));
-    serve(&host, "b-server", "b", &[], &py::addr_echo_server("0.0.0.0", &[7000]));
+    host.serve("a-server", "a", &["8088:7000"], &py::addr_echo_server("0.0.0.0", &[7000, 7001]));
+    host.serve("b-server", "b", &[], &py::addr_echo_server("0.0.0.0", &[7000]));
     host.berth_ok(&["run", "-d", "--name", "a-client", "--network", "a", "--", "sleep", "600"]);
     host.berth_ok(&["run", "-d", "--name", "b-client", "--network", "b", "--", "sleep", "600"]);
     let a_ip = host.ip_of("a-server", "a");
@@ -113,17 +98,17 @@ fn sandboxes_on_different_networks_cannot_reach_each_other() {
     let a_client_ip = host.ip_of("a-client", "a");
 
     // Same network: reachable, with the real source address.
-    assert_eq!(python_in(&host, "a-client", &py::tcp_client(&a_ip, 7001, "same")), format!("{a_client_ip}|same"));
-    assert!(python_in(&host, "b-client", &py::tcp_client(&b_ip, 7000, "same-b")).ends_with("|same-b"));
+    assert_eq!(host.python_in("a-client", &py::tcp_client(&a_ip, 7001, "same")), format!("{a_client_ip}|same"));
+    assert!(host.python_in("b-client", &py::tcp_client(&b_ip, 7000, "same-b")).ends_with("|same-b"));
     // Across networks: not, either way, even to the container port that is published.
     for (client, ip, port) in [("b-client", &a_ip, 7001), ("b-client", &a_ip, 7000), ("a-client", &b_ip, 7000)] {
-        let probe = python_in(&host, client, &py::tcp_probe(ip, port, "cross", 1.5));
+        let probe = host.python_in(client, &py::tcp_probe(ip, port, "cross", 1.5));
         assert!(probe.starts_with("FAILED"), "{client} reached {ip}:{port} on another network: {probe:?}");
     }
-    let probe = python_in(&host, "b-client", &py::udp_probe(&a_ip, 7001, "ucross", 1.0));
+    let probe = host.python_in("b-client", &py::udp_probe(&a_ip, 7001, "ucross", 1.0));
     assert!(probe.starts_with("FAILED"), "b-client reached {a_ip}:7001/udp on another network: {probe:?}");
     // Through the published port on the host's address, like any client of the host: allowed.
-    let via_host = python_in(&host, "b-client", &py::tcp_client(HOST_LAN_IP, 8088, "published"));
+    let via_host = host.python_in("b-client", &py::tcp_client(HOST_LAN_IP, 8088, "published"));
     assert!(via_host.ends_with("|published"), "{via_host}");
 }
 
@@ -134,7 +119,7 @@ fn the_table_heals_itself_after_a_ruleset_flush_within_one_second() {
     }
     let (host, peer) = TestHost::with_lan_peer(&[]);
     host.berth_ok(&["network", "create", "--subnet", "10.84.0.0/24", "n1"]);
-    serve(&host, "web", "n1", &["8080:80"], &py::addr_echo_server("0.0.0.0", &[80]));
+    host.serve("web", "n1", &["8080:80"], &py::addr_echo_server("0.0.0.0", &[80]));
     assert_eq!(peer_tcp(&peer, 8080, "before"), format!("{PEER_LAN_IP}|before"));
     let original = table(&host);
 
@@ -165,7 +150,7 @@ fn firewall_reload_rewrites_the_same_table() {
     }
     let (host, peer) = TestHost::with_lan_peer(&[]);
     host.berth_ok(&["network", "create", "--subnet", "10.85.0.0/24", "n1"]);
-    serve(&host, "web", "n1", &["8080:80", "8080:80/udp"], &py::addr_echo_server("0.0.0.0", &[80]));
+    host.serve("web", "n1", &["8080:80", "8080:80/udp"], &py::addr_echo_server("0.0.0.0", &[80]));
     let original = table(&host);
     host.berth_ok(&["firewall", "reload"]);
     assert_eq!(table(&host), original, "reload changed the table");
@@ -219,7 +204,7 @@ fn established_connections_survive_a_daemon_restart_and_rules_are_not_duplicated
     }
     let (mut host, peer) = TestHost::with_lan_peer(&[]);
     host.berth_ok(&["network", "create", "--subnet", "10.86.0.0/24", "n1"]);
-    serve(&host, "web", "n1", &["8080:80"], &py::addr_echo_server("0.0.0.0", &[80]));
+    host.serve("web", "n1", &["8080:80"], &py::addr_echo_server("0.0.0.0", &[80]));
     assert_eq!(peer_tcp(&peer, 8080, "ready"), format!("{PEER_LAN_IP}|ready"));
     let mut session = Session::open(&peer, 8080);
     assert_eq!(session.say("one"), format!("{PEER_LAN_IP}|one"));
@@ -248,7 +233,7 @@ fn the_user_hook_chain_is_kept_and_obeyed() {
     }
     let (mut host, peer) = TestHost::with_lan_peer(&[]);
     host.berth_ok(&["network", "create", "--subnet", "10.87.0.0/24", "n1"]);
-    serve(&host, "web", "n1", &["8080:80", "8081:80"], &py::addr_echo_server("0.0.0.0", &[80]));
+    host.serve("web", "n1", &["8080:80", "8081:80"], &py::addr_echo_server("0.0.0.0", &[80]));
     assert_eq!(peer_tcp(&peer, 8080, "open"), format!("{PEER_LAN_IP}|open"));
     let chain = host.sh_ok("nft -j list chain inet berth user-hook");
     assert!(chain.contains("user-hook"), "{chain}");

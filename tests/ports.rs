@@ -9,22 +9,6 @@ use std::time::Duration;
 use berth_integration::{nft, privileged, py, wait_for, LanPeer, TestHost, HOST_LAN_IP, HOST_LAN_IP6, PEER_LAN_IP, PEER_LAN_IP6};
 use serde_json::json;
 
-/// `berth run -d --name NAME --network NETWORK [-p SPEC]... -- python3 -c SCRIPT`.
-fn serve(host: &TestHost, name: &str, network: &str, publish: &[&str], script: &str) {
-    let mut args = vec!["run", "-d", "--name", name, "--network", network];
-    for spec in publish {
-        args.extend_from_slice(&["-p", spec]);
-    }
-    args.extend_from_slice(&["--", "python3", "-c", script]);
-    host.berth_ok(&args);
-}
-
-fn python_in(host: &TestHost, sandbox: &str, script: &str) -> String {
-    let out = host.berth(&["exec", sandbox, "--", "python3", "-c", script]);
-    assert!(out.status.success(), "python in {sandbox} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// A TCP answer from the peer, retried for up to 5 s (the server may still be starting).
 fn peer_tcp(peer: &LanPeer, addr: &str, port: u16, message: &str) -> String {
     peer.python_ok(&py::tcp_client(addr, port, message))
@@ -85,7 +69,7 @@ fn lan_peer_reaches_a_published_port_over_ipv4_tcp_and_udp() {
     }
     let (host, peer) = TestHost::with_lan_peer(&[]);
     host.berth_ok(&["network", "create", "--subnet", "10.60.0.0/24", "n4"]);
-    serve(&host, "web", "n4", &["8080:80", "8080:80/udp"], &py::addr_echo_server("0.0.0.0", &[80]));
+    host.serve("web", "n4", &["8080:80", "8080:80/udp"], &py::addr_echo_server("0.0.0.0", &[80]));
     // The sandbox sees the peer's own address: DNAT only, no masquerade on the way in.
     assert_eq!(peer_tcp(&peer, HOST_LAN_IP, 8080, "tcp4"), format!("{PEER_LAN_IP}|tcp4"));
     assert_eq!(peer_udp(&peer, HOST_LAN_IP, 8080, "udp4"), format!("{PEER_LAN_IP}|udp4"));
@@ -106,7 +90,7 @@ fn lan_peer_reaches_a_published_port_over_ipv6_tcp_and_udp() {
     }
     let (host, peer) = TestHost::with_lan_peer(&[]);
     host.berth_ok(&["network", "create", "--ipv6", "--subnet", "fd00:77::/64", "--subnet", "10.77.0.0/24", "n6"]);
-    serve(&host, "web6", "n6", &["8080:80", "8080:80/udp"], &py::addr_echo_server("::", &[80]));
+    host.serve("web6", "n6", &["8080:80", "8080:80/udp"], &py::addr_echo_server("::", &[80]));
     let v6 = host.inspect("web6")["NetworkSettings"]["Networks"]["n6"]["GlobalIPv6Address"].as_str().unwrap().to_owned();
     assert!(v6.starts_with("fd00:77::"), "{v6}");
     assert_eq!(peer_tcp(&peer, HOST_LAN_IP6, 8080, "tcp6"), format!("{PEER_LAN_IP6}|tcp6"));
@@ -129,17 +113,17 @@ fn hairpin_reaches_the_published_port_through_the_host_address() {
     }
     let (host, _peer) = TestHost::with_lan_peer(&[]);
     host.berth_ok(&["network", "create", "--subnet", "10.65.0.0/24", "n1"]);
-    serve(&host, "web", "n1", &["8080:80"], &py::addr_echo_server("0.0.0.0", &[80]));
+    host.serve("web", "n1", &["8080:80"], &py::addr_echo_server("0.0.0.0", &[80]));
     host.berth_ok(&["run", "-d", "--name", "neighbour", "--network", "n1", "--", "sleep", "600"]);
-    serve(&host, "dns", "n1", &["5353:53/udp"], &py::udp_echo_server("0.0.0.0", 53));
+    host.serve("dns", "n1", &["5353:53/udp"], &py::udp_echo_server("0.0.0.0", 53));
     // From another sandbox on the same bridge, TCP and UDP.
-    let answer = python_in(&host, "neighbour", &py::tcp_client(HOST_LAN_IP, 8080, "neighbour"));
+    let answer = host.python_in("neighbour", &py::tcp_client(HOST_LAN_IP, 8080, "neighbour"));
     assert!(answer.ends_with("|neighbour"), "neighbour → {HOST_LAN_IP}:8080 → web answered {answer:?}");
-    assert_eq!(python_in(&host, "neighbour", &py::udp_client(HOST_LAN_IP, 5353, "u-nb")), "echo:u-nb");
+    assert_eq!(host.python_in("neighbour", &py::udp_client(HOST_LAN_IP, 5353, "u-nb")), "echo:u-nb");
     // From the sandbox itself, to its own published port via the host's address: the packet
     // leaves and re-enters through the same bridge port.
-    let tcp = python_in(&host, "web", &py::tcp_probe(HOST_LAN_IP, 8080, "self", 2.0));
-    let udp = python_in(&host, "dns", &py::udp_probe(HOST_LAN_IP, 5353, "u-self", 2.0));
+    let tcp = host.python_in("web", &py::tcp_probe(HOST_LAN_IP, 8080, "self", 2.0));
+    let udp = host.python_in("dns", &py::udp_probe(HOST_LAN_IP, 5353, "u-self", 2.0));
     let hairpin = host.sh_ok("bridge -d link show | grep -Eo '^[0-9]+: [^:]+|hairpin [a-z]+'");
     assert!(
         tcp.ends_with("|self") && udp == "echo:u-self",
@@ -155,7 +139,7 @@ fn a_mapping_bound_to_one_host_address_answers_only_there() {
     let (host, peer) = TestHost::with_lan_peer(&[]);
     host.sh_ok("ip addr add 192.0.2.10/24 dev lan0");
     host.berth_ok(&["network", "create", "--subnet", "10.66.0.0/24", "n1"]);
-    serve(&host, "web", "n1", &["192.0.2.1:8080:80", "192.0.2.1:8080:80/udp"], &py::addr_echo_server("0.0.0.0", &[80]));
+    host.serve("web", "n1", &["192.0.2.1:8080:80", "192.0.2.1:8080:80/udp"], &py::addr_echo_server("0.0.0.0", &[80]));
     assert_eq!(peer_tcp(&peer, HOST_LAN_IP, 8080, "bound"), format!("{PEER_LAN_IP}|bound"));
     let other = peer_tcp_probe(&peer, "192.0.2.10", 8080, 1.5);
     assert!(other.starts_with("FAILED"), "a mapping on 192.0.2.1 answered on 192.0.2.10: {other:?}");
@@ -179,7 +163,7 @@ fn a_port_published_on_127_0_0_1_is_not_reachable_from_the_lan() {
     let log_path = log.to_str().unwrap().to_owned();
     std::fs::write(&log, "").unwrap();
     // 5300 only on 127.0.0.1; 5301 on every address (the positive control).
-    serve(&host, "dns", "n1", &["127.0.0.1:5300:53/udp", "5301:54/udp"], &py::udp_log_server(&[53, 54], &log_path));
+    host.serve("dns", "n1", &["127.0.0.1:5300:53/udp", "5301:54/udp"], &py::udp_log_server(&[53, 54], &log_path));
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     // A datagram to 127.0.0.1:5300 that a LAN neighbour hands to the host's MAC address: the
@@ -216,7 +200,7 @@ fn conflicting_host_ports_are_refused_with_one_line_naming_the_holder() {
     }
     let (host, peer) = TestHost::with_lan_peer(&[]);
     host.berth_ok(&["network", "create", "--subnet", "10.69.0.0/24", "n1"]);
-    serve(&host, "first", "n1", &["8080:80"], &py::addr_echo_server("0.0.0.0", &[80]));
+    host.serve("first", "n1", &["8080:80"], &py::addr_echo_server("0.0.0.0", &[80]));
     assert_eq!(peer_tcp(&peer, HOST_LAN_IP, 8080, "one"), format!("{PEER_LAN_IP}|one"));
     let table = nft::normalized(&host.berth_table());
 
@@ -259,7 +243,7 @@ fn a_port_range_is_one_map_element_and_forwards_every_port() {
     host.berth_ok(&["network", "create", "--subnet", "10.70.0.0/24", "n1"]);
     host.berth_ok(&["run", "-d", "--name", "idle", "--network", "n1", "--", "sleep", "600"]);
     let before = nft::element_counts(&host.berth_table());
-    serve(&host, "ranged", "n1", &["20000-20999:20000-20999"], &py::addr_echo_server("0.0.0.0", &[20000, 20500, 20999]));
+    host.serve("ranged", "n1", &["20000-20999:20000-20999"], &py::addr_echo_server("0.0.0.0", &[20000, 20500, 20999]));
     for port in [20000, 20500, 20999] {
         assert_eq!(peer_tcp(&peer, HOST_LAN_IP, port, "r"), format!("{PEER_LAN_IP}|r"), "port {port} of the range");
     }
@@ -311,7 +295,7 @@ fn port_add_and_rm_on_a_running_sandbox() {
     }
     let (host, peer) = TestHost::with_lan_peer(&[]);
     host.berth_ok(&["network", "create", "--subnet", "10.72.0.0/24", "n1"]);
-    serve(&host, "web", "n1", &[], &py::addr_echo_server("0.0.0.0", &[80, 90]));
+    host.serve("web", "n1", &[], &py::addr_echo_server("0.0.0.0", &[80, 90]));
     assert_eq!(host.berth_ok(&["port", "web"]), "");
     assert!(peer_tcp_probe(&peer, HOST_LAN_IP, 8080, 1.0).starts_with("FAILED"));
 
@@ -368,8 +352,8 @@ fn removing_a_udp_mapping_drops_stale_conntrack_entries() {
     let log_b = host.dir().join("b.log");
     std::fs::write(&log_a, "").unwrap();
     std::fs::write(&log_b, "").unwrap();
-    serve(&host, "a", "n1", &["5353:53/udp"], &py::udp_log_server(&[53], log_a.to_str().unwrap()));
-    serve(&host, "b", "n1", &[], &py::udp_log_server(&[53], log_b.to_str().unwrap()));
+    host.serve("a", "n1", &["5353:53/udp"], &py::udp_log_server(&[53], log_a.to_str().unwrap()));
+    host.serve("b", "n1", &[], &py::udp_log_server(&[53], log_b.to_str().unwrap()));
     let count = |path: &std::path::Path| std::fs::read_to_string(path).unwrap_or_default().lines().count();
 
     // The peer keeps one flow alive: same source port, a datagram every 20 ms.

@@ -12,16 +12,6 @@ use std::time::{Duration, Instant};
 use berth_integration::{berthd_has_flag, binary_path, privileged, py, wait_for, Background, TestHost, HOST_LAN_IP, PEER_LAN_IP};
 use serde_json::Value;
 
-/// `berth run -d --name NAME --network NETWORK [-p SPEC]... -- python3 -c SCRIPT`.
-fn serve(host: &TestHost, name: &str, network: &str, publish: &[&str], script: &str) {
-    let mut args = vec!["run", "-d", "--name", name, "--network", network];
-    for spec in publish {
-        args.extend_from_slice(&["-p", spec]);
-    }
-    args.extend_from_slice(&["--", "python3", "-c", script]);
-    host.berth_ok(&args);
-}
-
 /// A test host with berthd (userland proxy on, the default) and an IPv4-only network `n1`.
 fn host_with_network(subnet: &str) -> TestHost {
     // The proxy is berthd's neighbour; without it every test here fails the same way.
@@ -129,7 +119,7 @@ fn loopback_tcp_and_udp_reach_an_ipv4_sandbox_from_both_families_via_the_proxy()
         return;
     }
     let host = host_with_network("10.81.0.0/24");
-    serve(&host, "echo", "n1", &["8080:80", "8080:80/udp"], &py::addr_echo_server("0.0.0.0", &[80]));
+    host.serve("echo", "n1", &["8080:80", "8080:80/udp"], &py::addr_echo_server("0.0.0.0", &[80]));
     assert!(host.wait_listening("echo", 80, "tcp", Duration::from_secs(10)), "the echo server did not start");
     assert!(host.wait_listening("echo", 80, "udp", Duration::from_secs(10)), "the echo server did not start");
     // The sandbox sees the proxy's connections come from the host's address on the bridge.
@@ -192,7 +182,7 @@ fn half_close_reaches_the_backend_and_the_reply_still_comes_back() {
         return;
     }
     let host = host_with_network("10.82.0.0/24");
-    serve(&host, "sink", "n1", &["8080:80"], HALF_CLOSE_SERVER);
+    host.serve("sink", "n1", &["8080:80"], HALF_CLOSE_SERVER);
     assert!(host.wait_listening("sink", 80, "tcp", Duration::from_secs(10)), "the server did not start");
     for addr in ["127.0.0.1", "::1"] {
         let out = host.python_ok(&HALF_CLOSE_CLIENT.replace("__ADDR__", addr));
@@ -266,7 +256,7 @@ fn udp_through_the_proxy_answers_each_of_two_concurrent_clients() {
         return;
     }
     let host = host_with_network("10.83.0.0/24");
-    serve(&host, "dns", "n1", &["127.0.0.1:5353:53/udp"], UDP_PORT_ECHO);
+    host.serve("dns", "n1", &["127.0.0.1:5353:53/udp"], UDP_PORT_ECHO);
     assert!(host.wait_listening("dns", 53, "udp", Duration::from_secs(10)), "the UDP server did not start");
     // Warm up: one answer proves the path before the two clients race.
     assert!(host.python_ok(&py::udp_probe("127.0.0.1", 5353, "warm", 5.0)).ends_with("|warm"), "proxy log:\n{}", proxy_log(&host));
@@ -416,7 +406,7 @@ impl Transfer {
 fn stream_host(subnet: &str) -> TestHost {
     let host = host_with_network(subnet);
     let server = fill(STREAM_SERVER, &[("__COUNT__", STREAM_MIB.to_string()), ("__PAUSE__", "0.1".into())]);
-    serve(&host, "stream", "n1", &["8080:80"], &server);
+    host.serve("stream", "n1", &["8080:80"], &server);
     assert!(host.wait_listening("stream", 80, "tcp", Duration::from_secs(10)), "the stream server did not start");
     host
 }
@@ -514,7 +504,7 @@ fn berthd_restarts_a_killed_proxy_and_new_connections_work_within_a_second() {
         return;
     }
     let host = host_with_network("10.87.0.0/24");
-    serve(&host, "echo", "n1", &["8080:80", "8080:80/udp"], &py::addr_echo_server("0.0.0.0", &[80]));
+    host.serve("echo", "n1", &["8080:80", "8080:80/udp"], &py::addr_echo_server("0.0.0.0", &[80]));
     assert!(host.wait_listening("echo", 80, "tcp", Duration::from_secs(10)), "the echo server did not start");
     assert!(host.wait_listening("echo", 80, "udp", Duration::from_secs(10)), "the echo server did not start");
     assert!(fetch(&host, "127.0.0.1", 8080, "first").ends_with("|first"), "proxy log:\n{}", proxy_log(&host));
@@ -568,7 +558,7 @@ fn port_rm_closes_the_listener_and_its_connections() {
         return;
     }
     let host = host_with_network("10.88.0.0/24");
-    serve(&host, "web", "n1", &[], &py::addr_echo_server("0.0.0.0", &[80]));
+    host.serve("web", "n1", &[], &py::addr_echo_server("0.0.0.0", &[80]));
     assert!(host.wait_listening("web", 80, "tcp", Duration::from_secs(10)), "the echo server did not start");
     host.berth_ok(&["port", "add", "web", "127.0.0.1:8082:80", "8083:80"]);
     assert!(fetch(&host, "127.0.0.1", 8082, "added").ends_with("|added"), "proxy log:\n{}", proxy_log(&host));
@@ -629,7 +619,7 @@ fn a_published_range_of_1000_ports_answers_on_127_0_0_1() {
         }
     }
     let started = Instant::now();
-    serve(&host, "ranged", "n1", &["127.0.0.1:21000-21999:21000-21999"], &py::addr_echo_server("0.0.0.0", &ports));
+    host.serve("ranged", "n1", &["127.0.0.1:21000-21999:21000-21999"], &py::addr_echo_server("0.0.0.0", &ports));
     eprintln!("run -p with 1,000 ports took {:?} (CLI included)", started.elapsed());
     assert!(host.wait_listening("ranged", *ports.last().unwrap(), "tcp", Duration::from_secs(10)), "the echo server did not start");
     let listeners = host.sh_ok("ss -Hltn 'src 127.0.0.1 and sport >= :21000 and sport <= :21999' | wc -l");
@@ -701,8 +691,8 @@ fn without_the_userland_proxy_loopback_goes_through_dnat_and_stays_off_the_lan()
     host.berth_ok(&["network", "create", "--subnet", "10.92.0.0/24", "n1"]);
     let log = host.dir().join("udp.log");
     std::fs::write(&log, "").unwrap();
-    serve(&host, "echo", "n1", &["127.0.0.1:8080:80"], &py::addr_echo_server("0.0.0.0", &[80]));
-    serve(&host, "dns", "n1", &["127.0.0.1:5300:53/udp", "5301:54/udp"], &py::udp_log_server(&[53, 54], log.to_str().unwrap()));
+    host.serve("echo", "n1", &["127.0.0.1:8080:80"], &py::addr_echo_server("0.0.0.0", &[80]));
+    host.serve("dns", "n1", &["127.0.0.1:5300:53/udp", "5301:54/udp"], &py::udp_log_server(&[53, 54], log.to_str().unwrap()));
     assert!(host.wait_listening("echo", 80, "tcp", Duration::from_secs(10)));
     assert!(host.pids_named("berth-proxy").is_empty(), "a berth-proxy runs although --userland-proxy=false");
     // Loopback DNAT needs route_localnet on the bridges; it may land after the proxy.

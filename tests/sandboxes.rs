@@ -4,16 +4,6 @@
 
 use berth_integration::{privileged, py, TestHost};
 
-fn serve(host: &TestHost, name: &str, network: &str, script: &str) {
-    host.berth_ok(&["run", "-d", "--name", name, "--network", network, "--", "python3", "-c", script]);
-}
-
-fn python_in(host: &TestHost, sandbox: &str, script: &str) -> String {
-    let out = host.berth(&["exec", sandbox, "--", "python3", "-c", script]);
-    assert!(out.status.success(), "python in {sandbox} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 #[test]
 fn sandboxes_on_one_network_talk_tcp_and_udp() {
     if !privileged() {
@@ -22,16 +12,16 @@ fn sandboxes_on_one_network_talk_tcp_and_udp() {
     let host = TestHost::new(&[]);
     host.berth_ok(&["network", "create", "--subnet", "10.10.0.0/24", "n1"]);
     host.berth_ok(&["run", "-d", "--name", "client", "--network", "n1", "--", "sleep", "600"]);
-    serve(&host, "tcp-server", "n1", &py::tcp_echo_server("0.0.0.0", 7000));
-    serve(&host, "udp-server", "n1", &py::udp_echo_server("0.0.0.0", 7001));
+    host.serve("tcp-server", "n1", &[], &py::tcp_echo_server("0.0.0.0", 7000));
+    host.serve("udp-server", "n1", &[], &py::udp_echo_server("0.0.0.0", 7001));
     let tcp_ip = host.ip_of("tcp-server", "n1");
     let udp_ip = host.ip_of("udp-server", "n1");
-    assert_eq!(python_in(&host, "client", &py::tcp_client(&tcp_ip, 7000, "hello")), "echo:hello");
-    assert_eq!(python_in(&host, "client", &py::udp_client(&udp_ip, 7001, "ping")), "echo:ping");
+    assert_eq!(host.python_in("client", &py::tcp_client(&tcp_ip, 7000, "hello")), "echo:hello");
+    assert_eq!(host.python_in("client", &py::udp_client(&udp_ip, 7001, "ping")), "echo:ping");
     // And the other way round: the server's sandbox reaches the client's.
-    serve(&host, "tcp-server-2", "n1", &py::tcp_echo_server("0.0.0.0", 7002));
+    host.serve("tcp-server-2", "n1", &[], &py::tcp_echo_server("0.0.0.0", 7002));
     let ip2 = host.ip_of("tcp-server-2", "n1");
-    assert_eq!(python_in(&host, "udp-server", &py::tcp_client(&ip2, 7002, "back")), "echo:back");
+    assert_eq!(host.python_in("udp-server", &py::tcp_client(&ip2, 7002, "back")), "echo:back");
 }
 
 #[test]
@@ -41,14 +31,14 @@ fn sandboxes_on_ipv6_networks_talk() {
     }
     let host = TestHost::new(&[]);
     host.berth_ok(&["network", "create", "--ipv6", "--subnet", "fd00:10::/64", "--subnet", "10.11.0.0/24", "v6net"]);
-    serve(&host, "server", "v6net", &py::tcp_echo_server("::", 7000));
+    host.serve("server", "v6net", &[], &py::tcp_echo_server("::", 7000));
     host.berth_ok(&["run", "-d", "--name", "client", "--network", "v6net", "--", "sleep", "600"]);
     let v6 = host.inspect("server")["NetworkSettings"]["Networks"]["v6net"]["GlobalIPv6Address"]
         .as_str()
         .unwrap()
         .to_owned();
     assert!(v6.starts_with("fd00:10::"), "{v6}");
-    assert_eq!(python_in(&host, "client", &py::tcp_client(&v6, 7000, "six")), "echo:six");
+    assert_eq!(host.python_in("client", &py::tcp_client(&v6, 7000, "six")), "echo:six");
     // The v6 default route points at the gateway.
     let routes = String::from_utf8_lossy(&host.exec("client", "ip -6 route show default").stdout).into_owned();
     assert!(routes.contains("via fd00:10::1"), "{routes}");
@@ -72,8 +62,8 @@ fn sandboxes_reach_their_gateway_on_two_networks() {
             host.command("python3").args(["-c", &script]).stdout(std::process::Stdio::null()).spawn().expect("gateway listener")
         })
         .collect();
-    assert_eq!(python_in(&host, "on-a", &py::tcp_client("10.20.0.1", 8000, "gw-a")), "echo:gw-a");
-    assert_eq!(python_in(&host, "on-b", &py::tcp_client("10.21.0.1", 8000, "gw-b")), "echo:gw-b");
+    assert_eq!(host.python_in("on-a", &py::tcp_client("10.20.0.1", 8000, "gw-a")), "echo:gw-a");
+    assert_eq!(host.python_in("on-b", &py::tcp_client("10.21.0.1", 8000, "gw-b")), "echo:gw-b");
     for mut listener in listeners {
         let _ = listener.kill();
         let _ = listener.wait();
@@ -144,7 +134,7 @@ fn host_none_and_container_modes() {
     let links = host.berth_ok(&["run", "--network", "host", "--rm", "--", "sh", "-c", "ls /sys/class/net"]);
     assert!(links.split_whitespace().any(|l| l == "berth0"), "{links}");
     // container:NAME shares the namespace: same address, and localhost reaches the other's server.
-    serve(&host, "web", "bridge", &py::tcp_echo_server("0.0.0.0", 9000));
+    host.serve("web", "bridge", &[], &py::tcp_echo_server("0.0.0.0", 9000));
     let ip = host.ip_of("web", "bridge");
     let out = host.berth_ok(&["run", "--rm", "--network", "container:web", "--", "python3", "-c", &py::tcp_client("127.0.0.1", 9000, "side")]);
     assert_eq!(out.trim(), "echo:side");
@@ -180,7 +170,7 @@ fn attach_gives_a_foreign_namespace_an_endpoint() {
     host.berth_ok(&["attach", "--name", "foreign", "--netns", &netns, "--network", "n1", "--ip", "10.40.0.50"]);
     let addr = host.sh_ok(&format!("nsenter --net={netns} ip -4 -o addr show eth0"));
     assert!(addr.contains("10.40.0.50/24"), "{addr}");
-    serve(&host, "peer", "n1", &py::tcp_echo_server("0.0.0.0", 7100));
+    host.serve("peer", "n1", &[], &py::tcp_echo_server("0.0.0.0", 7100));
     let peer_ip = host.ip_of("peer", "n1");
     let out = host.sh_ok(&format!("nsenter --net={netns} python3 -c \"{}\"", py::tcp_client(&peer_ip, 7100, "from-foreign").replace('"', "\\\"")));
     assert_eq!(out.trim(), "echo:from-foreign");

@@ -261,6 +261,24 @@ impl TestHost {
         self.berth(&["exec", sandbox, "--", "sh", "-c", script])
     }
 
+    /// `berth run -d --name NAME --network NETWORK [-p SPEC]... -- python3 -c SCRIPT`.
+    pub fn serve(&self, name: &str, network: &str, publish: &[&str], script: &str) {
+        let mut args = vec!["run", "-d", "--name", name, "--network", network];
+        for spec in publish {
+            args.extend_from_slice(&["-p", spec]);
+        }
+        args.extend_from_slice(&["--", "python3", "-c", script]);
+        self.berth_ok(&args);
+    }
+
+    /// Runs a python script inside a sandbox (`berth exec`), failing the test if it fails;
+    /// returns its trimmed stdout.
+    pub fn python_in(&self, sandbox: &str, script: &str) -> String {
+        let out = self.berth(&["exec", sandbox, "--", "python3", "-c", script]);
+        assert!(out.status.success(), "python in {sandbox} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
     /// The inspect document of one sandbox.
     pub fn inspect(&self, sandbox: &str) -> Value {
         self.berth_json(&["inspect", sandbox])[0].clone()
