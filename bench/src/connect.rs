@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use berth::client::{route, Client};
+use berth_bench::{ms, percentile, status_kib};
 use berth_types::{IpamConfig, NetworkConnect, NetworkCreate, NetworkDisconnect, SandboxCreate, Version};
 use clap::Parser;
 use serde_json::json;
@@ -22,27 +23,17 @@ struct Args {
     count: usize,
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index].as_secs_f64() * 1000.0
-}
-
 fn summary(mut samples: Vec<Duration>) -> serde_json::Value {
     samples.sort();
     json!({
-        "p50_ms": percentile(&samples, 0.50),
-        "p99_ms": percentile(&samples, 0.99),
-        "max_ms": percentile(&samples, 1.0),
+        "p50_ms": ms(percentile(&samples, 0.50)),
+        "p99_ms": ms(percentile(&samples, 0.99)),
+        "max_ms": ms(percentile(&samples, 1.0)),
     })
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("read berthd's status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS line")
+    status_kib(pid, "VmRSS:").context("cannot read berthd's resident memory")
 }
 
 fn network(name: &str, subnet: &str) -> NetworkCreate {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use berth::client::{route, Client};
+use berth_bench::{ms, open_fds, percentile, status_kib};
 use berth_types::{IpamConfig, NetworkCreate, PortsChange, SandboxCreate, Version};
 use clap::Parser;
 use serde_json::json;
@@ -35,39 +36,19 @@ struct Args {
     sandboxes: usize,
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+/// The `p` quantile of unsorted samples, in milliseconds.
+fn percentile_ms(samples: &[Duration], p: f64) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    ms(percentile(&sorted, p))
 }
 
 fn median(samples: &[Duration]) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    ms(sorted[(sorted.len() - 1) / 2])
-}
-
-fn percentile(samples: &[Duration], p: f64) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    ms(sorted[((sorted.len() as f64 - 1.0) * p).round() as usize])
+    percentile_ms(samples, 0.5)
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).context("read berthd's status")?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .context("no VmRSS line")
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(Iterator::count).unwrap_or(0)
+    status_kib(pid, "VmRSS:").context("cannot read berthd's resident memory")
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -127,9 +108,9 @@ async fn main() -> Result<()> {
         "first10_p50_ms": median(first),
         "last10_p50_ms": median(last),
         "ratio_last_to_first": median(last) / median(first),
-        "p50_ms": percentile(&samples, 0.5),
-        "p99_ms": percentile(&samples, 0.99),
-        "max_ms": percentile(&samples, 1.0),
+        "p50_ms": percentile_ms(&samples, 0.5),
+        "p99_ms": percentile_ms(&samples, 0.99),
+        "max_ms": percentile_ms(&samples, 1.0),
         "total_s": total.as_secs_f64(),
         "all_ms": samples.iter().map(|d| (ms(*d) * 1000.0).round() / 1000.0).collect::<Vec<_>>(),
         "rss_kib_before": rss_before,

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use berth::client::{route, Client};
+use berth_bench::{open_fds, percentile, status_kib, us};
 use berth_types::{PortsChange, Version};
 use clap::{Parser, Subcommand};
 use serde_json::json;
@@ -156,10 +157,7 @@ async fn serve(tcp: Option<u16>, udp: Option<u16>) -> Result<()> {
 // --- statistics ---------------------------------------------------------------------------------
 
 fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6
+    us(percentile(sorted, p))
 }
 
 fn latency_summary(mut samples: Vec<Duration>) -> serde_json::Value {
@@ -406,14 +404,6 @@ async fn udp(load: Load, concurrency: usize) -> Result<serde_json::Value> {
 
 // --- publish ------------------------------------------------------------------------------------
 
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|l| l.strip_prefix(field))?.split_whitespace().next()?.parse().ok()
-}
-
-fn open_fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map(Iterator::count).unwrap_or(0)
-}
 
 /// The live processes named `name` (zombies left out).
 fn pids_named(name: &str) -> Vec<u32> {
