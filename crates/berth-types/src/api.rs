@@ -159,7 +159,7 @@ pub struct SandboxState {
 }
 
 /// One network of a sandbox (Docker's `NetworkSettings.Networks[name]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct EndpointSettings {
     #[serde(rename = "NetworkID")]

@@ -5,12 +5,14 @@
 //! thin. This crate does no I/O and holds no logic beyond naming rules and conversions.
 
 mod api;
+mod docker;
 mod names;
 mod ports;
 mod proxy;
 mod records;
 
 pub use api::*;
+pub use docker::*;
 pub use names::*;
 pub use ports::*;
 pub use proxy::*;

@@ -1,5 +1,5 @@
 //! The daemon's error: what went wrong, in one lower-case line, and which HTTP status it maps to
-//! (400 bad input, 404 unknown, 409 conflict, 500 everything else).
+//! (400 bad input, 404 unknown, 409 conflict, 501 what berth does not do, 500 everything else).
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -9,6 +9,8 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    NotImplemented(String),
     #[error("{0}")]
     Internal(String),
 }

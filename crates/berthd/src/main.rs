@@ -102,7 +102,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let proxied = proxy.is_some();
     let controller = Arc::new(
-        Controller::start(store, Paths::new(&args.exec_root), firewall, proxy, default_network)
+        Controller::start(store, Paths::new(&args.data_root, &args.exec_root), firewall, proxy, default_network)
             .await
             .context("cannot start")?,
     );
@@ -139,7 +139,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     });
-    let served = axum::serve(listener, api::router(controller)).with_graceful_shutdown(shutdown_signal()).await;
+    let served = axum::serve(listener, api::router(controller.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            // Open event streams would otherwise keep the server waiting for their clients.
+            controller.end_event_streams();
+        })
+        .await;
     reaper.abort();
     let _ = std::fs::remove_file(&args.socket);
     served.context("api server failed")?;

@@ -1,12 +1,17 @@
-//! berthd's HTTP+JSON API (docs/api.md): routes to handlers, and errors to Docker's
-//! `{"message": ...}` form. Handlers only parse and call the controller; no logic lives here.
+//! berthd's HTTP+JSON API on one socket: berth's own routes under `/v1/` (docs/api.md) and the
+//! Docker Engine API subset (docs/docker-api.md, in `docker`), with errors in Docker's
+//! `{"message": ...}` form for both. Handlers only parse and call the controller; no logic
+//! lives here.
 
+mod docker;
 mod networks;
 mod sandboxes;
 
 use std::sync::Arc;
 
-use axum::http::StatusCode;
+use axum::extract::Request;
+use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,7 +23,7 @@ use crate::error::Error;
 pub type Shared = Arc<Controller>;
 
 pub fn router(controller: Shared) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/version", get(version))
         .route("/v1/networks", get(networks::list).post(networks::create))
         .route("/v1/networks/prune", post(networks::prune))
@@ -32,8 +37,19 @@ pub fn router(controller: Shared) -> Router {
         .route("/v1/sandboxes/{sandbox}/ports", post(sandboxes::publish_ports))
         .route("/v1/sandboxes/{sandbox}/ports/remove", post(sandboxes::unpublish_ports))
         .route("/v1/firewall/reload", post(reload_firewall))
-        .fallback(|| async { Error::NotFound("no such route".into()) })
-        .with_state(controller)
+        .merge(docker::routes())
+        .fallback(|method: Method, uri: Uri| async move { Error::NotFound(format!("no such route: {method} {}", uri.path())) })
+        .with_state(controller);
+    // Routing happens after the Docker version prefix is taken off the path.
+    Router::new()
+        .fallback_service(routes)
+        .layer(middleware::from_fn(docker::strip_api_version))
+        .layer(middleware::from_fn(log_request))
+}
+
+async fn log_request(request: Request, next: Next) -> Response {
+    tracing::debug!(method = %request.method(), uri = %request.uri(), "request");
+    next.run(request).await
 }
 
 async fn version() -> Json<Version> {
@@ -55,6 +71,7 @@ impl IntoResponse for Error {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {

@@ -3,6 +3,8 @@
 //! fails, the steps already done are undone in reverse, so the kernel and the store are left as
 //! they were. It is the only code that writes the store; one lock serialises all commands.
 
+mod docker;
+mod events;
 mod networks;
 mod ports;
 mod reconcile;
@@ -27,9 +29,11 @@ use crate::proxy::ProxyClient;
 
 pub use reconcile::DefaultNetwork;
 
-/// Where the daemon keeps its runtime files.
+/// Where the daemon keeps its state and runtime files.
 #[derive(Debug, Clone)]
 pub struct Paths {
+    /// Persistent state (`--data-root`).
+    pub data_root: PathBuf,
     /// Pinned sandbox namespaces, one file per sandbox id.
     pub netns_dir: PathBuf,
     /// Per-sandbox hosts, resolv.conf and hostname files.
@@ -37,8 +41,12 @@ pub struct Paths {
 }
 
 impl Paths {
-    pub fn new(exec_root: &Path) -> Self {
-        Self { netns_dir: exec_root.join("netns"), sandboxes_dir: exec_root.join("sandboxes") }
+    pub fn new(data_root: &Path, exec_root: &Path) -> Self {
+        Self {
+            data_root: data_root.to_owned(),
+            netns_dir: exec_root.join("netns"),
+            sandboxes_dir: exec_root.join("sandboxes"),
+        }
     }
 }
 
@@ -166,6 +174,8 @@ pub struct Controller {
     proxy: Option<ProxyClient>,
     host: Netlink,
     paths: Paths,
+    /// What commands changed, for `GET /events`.
+    events: events::EventBus,
 }
 
 impl std::fmt::Debug for Controller {
@@ -194,6 +204,7 @@ impl Controller {
             proxy,
             host,
             paths,
+            events: events::EventBus::default(),
         };
         controller.reconcile(default_network).await?;
         Ok(controller)

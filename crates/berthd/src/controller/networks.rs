@@ -13,6 +13,7 @@ use berth_types::{
 };
 use ipnet::IpNet;
 
+use super::events::Action;
 use super::{Controller, State};
 use crate::error::{Error, Result};
 use crate::ids;
@@ -173,6 +174,7 @@ impl Controller {
             return Err(e);
         }
         tracing::info!(network = %record.name, bridge = %record.bridge, "network created");
+        self.events.network(Action::Create, &record);
         state.rebuild_pools(&id)?;
         Ok(state.network_view(&state.networks[&id]))
     }
@@ -208,16 +210,22 @@ impl Controller {
             tracing::error!(network = %network.name, "cannot remove the network's firewall rules: {e}");
         }
         tracing::info!(network = %network.name, "network removed");
+        self.events.network(Action::Destroy, network);
         Ok(())
     }
 
     /// Removes every user network without endpoints.
     pub async fn prune_networks(&self) -> Result<PruneReport> {
+        self.prune_networks_where(|_| true).await
+    }
+
+    /// Removes the user networks without endpoints that `selected` picks.
+    pub(super) async fn prune_networks_where(&self, selected: impl Fn(&NetworkRecord) -> bool) -> Result<PruneReport> {
         let mut state = self.state.lock().await;
         let unused: Vec<NetworkRecord> = state
             .networks
             .values()
-            .filter(|n| n.name != DEFAULT_NETWORK && state.endpoints_on(&n.id).next().is_none())
+            .filter(|n| n.name != DEFAULT_NETWORK && state.endpoints_on(&n.id).next().is_none() && selected(n))
             .cloned()
             .collect();
         let mut report = PruneReport::default();

@@ -16,6 +16,7 @@ use ipnet::{Ipv4Net, Ipv6Net};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::events::Action;
 use super::{endpoint_addresses, Controller, State};
 use crate::error::{Error, Result};
 use crate::ids;
@@ -129,6 +130,8 @@ impl Controller {
         }
         super::ports::forget_udp_flows(&draft.dnats);
         tracing::info!(sandbox = %draft.record.name, mode = ?draft.record.mode, "sandbox created");
+        self.events.sandbox(Action::Create, &draft.record);
+        self.events.endpoints(Action::Connect, &state.networks, &draft.record);
         let view = state.sandbox_view(&draft.record);
         if !draft.reservations.is_empty() {
             self.serve_through_proxy(&state, &draft.record, &draft.reservations);
@@ -298,6 +301,7 @@ impl Controller {
             return Err(e);
         }
         tracing::info!(sandbox = %sandbox.name, network = %network.name, "connected");
+        self.events.endpoint(Action::Connect, &network, &sandbox);
         let view = state.sandbox_view(&sandbox);
         state.sandboxes.insert(sandbox.id.clone(), sandbox);
         Ok(view)
@@ -314,6 +318,7 @@ impl Controller {
         // Store first: if the kernel step then fails, the veth left behind carries berth's mark
         // and no record, so reconcile removes it.
         self.store.commit(&[Change::PutSandbox(&sandbox)])?;
+        self.events.endpoint(Action::Disconnect, &network, &sandbox);
         // Published ports follow the sandbox to its next network, or stop with this one.
         let before = state.sandbox_dnats(state.sandbox(&sandbox.id)?);
         let after = state.sandbox_dnats(&sandbox);
@@ -348,6 +353,9 @@ impl Controller {
             sandbox.main_pid = Some(request.pid);
         }
         self.store.commit(&[Change::PutSandbox(&sandbox)])?;
+        if request.main {
+            self.events.sandbox(Action::Start, &sandbox);
+        }
         state.sandboxes.insert(sandbox.id.clone(), sandbox);
         Ok(())
     }
@@ -355,12 +363,16 @@ impl Controller {
     /// Sends SIGTERM to the sandbox's processes, then SIGKILL to those left after the grace time.
     pub async fn stop_sandbox(&self, key: &str) -> Result<Sandbox> {
         let sandbox = self.state.lock().await.sandbox(key)?.clone();
-        signal_and_wait(&sandbox).await;
+        if !live_pids(&sandbox).is_empty() {
+            signal_and_wait(&sandbox).await;
+            self.events.sandbox(Action::Die, &sandbox);
+            self.events.sandbox(Action::Stop, &sandbox);
+        }
         self.inspect_sandbox(&sandbox.id).await
     }
 
     pub async fn remove_sandbox(&self, key: &str, force: bool) -> Result<()> {
-        let sandbox = {
+        let (sandbox, running) = {
             let state = self.state.lock().await;
             let sandbox = state.sandbox(key)?.clone();
             if let Some(user) = state.sandboxes.values().find(|s| s.mode == SandboxMode::Container(sandbox.id.clone())) {
@@ -369,16 +381,18 @@ impl Controller {
                     sandbox.name, user.name
                 )));
             }
-            if !force && !live_pids(&sandbox).is_empty() {
+            let running = !live_pids(&sandbox).is_empty();
+            if running && !force {
                 return Err(Error::Conflict(format!(
                     "sandbox {} is running: stop it first or remove it with --force",
                     sandbox.name
                 )));
             }
-            sandbox
+            (sandbox, running)
         };
-        if force {
+        if running {
             signal_and_wait(&sandbox).await;
+            self.events.sandbox(Action::Die, &sandbox);
         }
         let mut state = self.state.lock().await;
         // Someone may have removed it while processes were being stopped.
@@ -387,6 +401,8 @@ impl Controller {
         }
         // Store first; what the kernel step leaves behind is marked and reconciled away.
         self.store.commit(&[Change::DeleteSandbox(&sandbox.id)])?;
+        self.events.endpoints(Action::Disconnect, &state.networks, &sandbox);
+        self.events.sandbox(Action::Destroy, &sandbox);
         let dnats = state.sandbox_dnats(&sandbox);
         state.sandboxes.remove(&sandbox.id);
         if let Some(held) = state.reservations.remove(&sandbox.id) {

@@ -1,0 +1,70 @@
+//! Docker's network routes: list, inspect, create, connect, disconnect, prune. (Removing is
+//! berth's own handler.)
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use berth_types::{
+    DockerFilters, DockerNetwork, DockerNetworkConnect, DockerNetworkCreate, NetworkCreateResponse, NetworkDisconnect,
+    PruneReport,
+};
+use serde::Deserialize;
+
+use super::{filters, Params};
+use crate::api::{Body, Shared};
+use crate::error::Result;
+
+#[derive(Debug, Deserialize)]
+pub struct FiltersQuery {
+    #[serde(default, deserialize_with = "filters")]
+    filters: DockerFilters,
+}
+
+/// `verbose` (swarm only) is accepted and ignored.
+#[derive(Debug, Deserialize)]
+pub struct InspectQuery {
+    #[serde(default)]
+    scope: String,
+}
+
+pub async fn list(State(c): State<Shared>, Params(query): Params<FiltersQuery>) -> Result<Json<Vec<DockerNetwork>>> {
+    c.docker_networks(&query.filters).await.map(Json)
+}
+
+pub async fn inspect(
+    State(c): State<Shared>,
+    Path(network): Path<String>,
+    Params(query): Params<InspectQuery>,
+) -> Result<Json<DockerNetwork>> {
+    c.docker_network(&network, &query.scope).await.map(Json)
+}
+
+pub async fn create(
+    State(c): State<Shared>,
+    Body(request): Body<DockerNetworkCreate>,
+) -> Result<(StatusCode, Json<NetworkCreateResponse>)> {
+    Ok((StatusCode::CREATED, Json(c.docker_create_network(request).await?)))
+}
+
+pub async fn connect(
+    State(c): State<Shared>,
+    Path(network): Path<String>,
+    Body(request): Body<DockerNetworkConnect>,
+) -> Result<StatusCode> {
+    c.docker_connect(&network, request).await?;
+    Ok(StatusCode::OK)
+}
+
+/// `Force` is accepted and ignored: disconnecting never needs it.
+pub async fn disconnect(
+    State(c): State<Shared>,
+    Path(network): Path<String>,
+    Body(request): Body<NetworkDisconnect>,
+) -> Result<StatusCode> {
+    c.disconnect(&network, request).await?;
+    Ok(StatusCode::OK)
+}
+
+pub async fn prune(State(c): State<Shared>, Params(query): Params<FiltersQuery>) -> Result<Json<PruneReport>> {
+    c.docker_prune_networks(&query.filters).await.map(Json)
+}
