@@ -9,7 +9,7 @@
 set -euo pipefail
 
 # Every Debian package the tests, demo and benchmarks use, in one place.
-PACKAGES=(iproute2 nftables conntrack iperf3 curl python3 util-linux procps kmod)
+PACKAGES=(iproute2 nftables conntrack iperf3 curl python3 python3-venv util-linux procps kmod)
 
 release=false
 for arg in "$@"; do
@@ -50,6 +50,29 @@ else
     for pkg in "${missing[@]}"; do
         installed "$pkg" || die "package $pkg is still not installed after apt-get install"
     done
+fi
+
+# The docker CLI for tests/docker_api.rs (berthd's Docker API driven by real Docker clients).
+# Debian 12 ships it only inside docker.io, whose maintainer scripts would start dockerd (a
+# docker0 bridge and iptables rules in this machine's namespace); so the package is downloaded,
+# not installed, and only usr/bin/docker is extracted into target/test-tools/.
+tools_dir="${CARGO_TARGET_DIR:-target}/test-tools"
+if command -v docker >/dev/null 2>&1; then
+    say "docker CLI: $(command -v docker)"
+elif [ -x "$tools_dir/docker" ]; then
+    say "docker CLI: $tools_dir/docker"
+else
+    say "fetching Debian's docker.io for its docker CLI (extracted into $tools_dir/, not installed)"
+    tmp=$(mktemp -d /tmp/berth-setup.XXXXXX)
+    trap 'rm -rf "$tmp"' EXIT
+    if ! (cd "$tmp" && apt-get download -qq docker.io); then
+        apt-get update -qq
+        (cd "$tmp" && apt-get download -qq docker.io)
+    fi
+    mkdir -p "$tmp/x" "$tools_dir"
+    dpkg-deb --fsys-tarfile "$tmp"/docker.io_*.deb | tar -x -C "$tmp/x" ./usr/bin/docker
+    install -m 0755 "$tmp/x/usr/bin/docker" "$tools_dir/docker"
+    say "docker CLI: $tools_dir/docker ($("$tools_dir/docker" --version))"
 fi
 
 say "building the workspace: cargo build --workspace --locked"

@@ -38,7 +38,11 @@ pub fn router(controller: Shared) -> Router {
         .route("/v1/sandboxes/{sandbox}/ports/remove", post(sandboxes::unpublish_ports))
         .route("/v1/firewall/reload", post(reload_firewall))
         .merge(docker::routes())
-        .fallback(|method: Method, uri: Uri| async move { Error::NotFound(format!("no such route: {method} {}", uri.path())) })
+        .fallback(|method: Method, uri: Uri, _body: axum::body::Bytes| async move {
+            // The body is read first: answering before it is sent makes the client's write fail
+            // with a broken pipe instead of showing this message.
+            Error::NotFound(format!("no such route: {method} {}", uri.path()))
+        })
         .with_state(controller);
     // Routing happens after the Docker version prefix is taken off the path.
     Router::new()

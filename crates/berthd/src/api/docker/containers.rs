@@ -53,7 +53,8 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn create() -> Error {
+/// Reads the (ignored) body before answering, so the client sees the message and not a broken pipe.
+pub async fn create(_body: axum::body::Bytes) -> Error {
     Error::NotImplemented(
         "berth does not run images: start a sandbox with `berth run -d --name NAME [--network NET] [-p PORT] -- COMMAND`, then manage it with docker".into(),
     )

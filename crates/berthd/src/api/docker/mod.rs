@@ -42,6 +42,9 @@ pub fn routes() -> Router<Shared> {
         .route("/containers/{container}/stop", post(containers::stop))
 }
 
+/// Most of a refused request's body read before answering.
+const REFUSED_BODY_LIMIT: usize = 16 * 1024 * 1024;
+
 /// Takes a `/v1.NN` prefix off the path, so Docker's routes serve every version berthd accepts;
 /// a version outside them is refused in Docker's words.
 pub async fn strip_api_version(mut request: Request, next: Next) -> Response {
@@ -50,6 +53,8 @@ pub async fn strip_api_version(mut request: Request, next: Next) -> Response {
         return next.run(request).await;
     };
     if let Err(e) = check_api_version(version) {
+        // Read the body first, so the client gets this answer rather than a broken pipe.
+        let _ = axum::body::to_bytes(request.into_body(), REFUSED_BODY_LIMIT).await;
         return e.into_response();
     }
     let path_and_query = match uri.query() {
