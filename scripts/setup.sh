@@ -9,7 +9,7 @@
 set -euo pipefail
 
 # Every Debian package the tests, demo and benchmarks use, in one place.
-PACKAGES=(iproute2 nftables conntrack iperf3 curl python3 python3-venv util-linux procps kmod)
+PACKAGES=(iproute2 nftables conntrack iperf3 curl python3 python3-venv python3-pip util-linux procps kmod)
 
 release=false
 for arg in "$@"; do
@@ -73,6 +73,15 @@ else
     dpkg-deb --fsys-tarfile "$tmp"/docker.io_*.deb | tar -x -C "$tmp/x" ./usr/bin/docker
     install -m 0755 "$tmp/x/usr/bin/docker" "$tools_dir/docker"
     say "docker CLI: $tools_dir/docker ($("$tools_dir/docker" --version))"
+fi
+
+# The Python docker SDK for tests/docker_api.rs, downloaded here once so the tests install it
+# into their virtualenv offline (pip install --no-index --find-links).
+if [ -z "$(ls "$tools_dir/wheels" 2>/dev/null)" ]; then
+    say "downloading the Python docker SDK into $tools_dir/wheels"
+    mkdir -p "$tools_dir/wheels"
+    python3 -m pip download --quiet --disable-pip-version-check -d "$tools_dir/wheels" docker \
+        || say "could not download the docker SDK: its test will skip"
 fi
 
 say "building the workspace: cargo build --workspace --locked"

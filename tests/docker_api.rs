@@ -8,8 +8,8 @@
 //! The docker CLI is `$BERTH_TEST_DOCKER`, else `docker` on PATH, else `target/test-tools/docker`
 //! (scripts/setup.sh extracts it there from Debian's docker.io without installing the package);
 //! without one the CLI tests skip with a message. The SDK test makes a virtualenv in its
-//! temporary directory and `pip install docker` there (outside the throwaway host, which has no
-//! route out); when that fails it skips with a message.
+//! temporary directory and installs `docker` there offline, from the wheels scripts/setup.sh
+//! downloaded into target/test-tools/wheels; when that fails it skips with a message.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -27,8 +27,7 @@ fn docker_cli() -> Option<PathBuf> {
     let on_path = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).map(|dir| dir.join("docker")).find(|p| p.is_file()))
         .unwrap_or_default();
-    // target/debug/berth -> target/test-tools/docker
-    let tools = binary_path("berth").parent().and_then(Path::parent).map(|target| target.join("test-tools").join("docker"));
+    let tools = test_tools().map(|dir| dir.join("docker"));
     let found = on_path.or_else(|| tools.filter(|p| p.is_file()));
     if found.is_none() {
         eprintln!(
@@ -694,8 +693,15 @@ elif step == 'teardown':
 print(json.dumps(out))
 "#;
 
+/// `target/test-tools/`, where scripts/setup.sh puts what the tests need beyond Debian packages.
+fn test_tools() -> Option<PathBuf> {
+    // target/debug/berth -> target/test-tools
+    binary_path("berth").parent().and_then(Path::parent).map(|target| target.join("test-tools"))
+}
+
 /// A virtualenv with the docker SDK in `dir`, or None (with a message saying why the test
-/// skips). It is made outside the throwaway host: pip needs PyPI, and the host has no route out.
+/// skips). The SDK is installed from the wheels scripts/setup.sh downloaded into
+/// target/test-tools/wheels, so the test itself sends nothing outside the machine.
 fn docker_sdk_venv(dir: &Path) -> Option<PathBuf> {
     let venv = dir.join("venv");
     let why = |out: std::io::Result<Output>| match out {
@@ -707,12 +713,15 @@ fn docker_sdk_venv(dir: &Path) -> Option<PathBuf> {
         eprintln!("skipped: `python3 -m venv` failed (on Debian, install python3-venv): {why}");
         return None;
     }
+    let wheels = test_tools()?.join("wheels");
     let pip = Command::new(venv.join("bin/pip"))
-        .args(["install", "--quiet", "--disable-pip-version-check", "docker"])
+        .args(["install", "--quiet", "--disable-pip-version-check", "--no-index", "--find-links"])
+        .arg(&wheels)
+        .arg("docker")
         .stdin(Stdio::null())
         .output();
     if let Some(why) = why(pip) {
-        eprintln!("skipped: `pip install docker` failed (is PyPI reachable?): {why}");
+        eprintln!("skipped: cannot install the docker SDK from {} (run scripts/setup.sh): {why}", wheels.display());
         return None;
     }
     Some(venv.join("bin/python"))
