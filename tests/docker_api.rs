@@ -341,10 +341,11 @@ fn docker_network_connect_with_ip_is_reachable_and_disconnect_rm_prune_work() {
     host.serve("web", "n2", &["8080:80"], &py::tcp_echo_server("0.0.0.0", 80));
     host.berth_ok(&["run", "-d", "--name", "client", "--network", "n1", "--", "sleep", "600"]);
 
-    docker.ok(&["network", "connect", "--ip", "10.123.0.50", "n1", "web"]);
+    docker.ok(&["network", "connect", "--ip", "10.123.0.50", "--alias", "frontend", "n1", "web"]);
     let web = host.inspect("web");
     let web_id = s(&web["Id"]).to_owned();
     assert_eq!(web["NetworkSettings"]["Networks"]["n1"]["IPAddress"], "10.123.0.50", "{web}");
+    assert_eq!(web["NetworkSettings"]["Networks"]["n1"]["Aliases"], serde_json::json!(["frontend"]), "{web}");
     // Real traffic from another sandbox on n1 to the address docker asked for.
     assert_eq!(host.python_in("client", &py::tcp_client("10.123.0.50", 80, "hello")), "echo:hello");
 

@@ -99,6 +99,9 @@ pub struct NetworkConnect {
     pub ipv4_address: Option<String>,
     #[serde(rename = "IPv6Address", skip_serializing_if = "Option::is_none")]
     pub ipv6_address: Option<String>,
+    /// Further names of the sandbox on this network (kept for DNS).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 /// Body of `POST /v1/networks/{network}/disconnect`.
@@ -168,6 +171,8 @@ pub struct EndpointSettings {
     pub endpoint_id: String,
     /// The interface name inside the sandbox (not in Docker's shape).
     pub interface: String,
+    /// Further names of the sandbox on this network.
+    pub aliases: Vec<String>,
     pub gateway: String,
     #[serde(rename = "IPAddress")]
     pub ip_address: String,

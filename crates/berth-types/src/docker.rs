@@ -223,8 +223,8 @@ pub struct NetworkCreateResponse {
     pub warning: String,
 }
 
-/// Body of `POST /networks/{id}/connect`. `Aliases`, `Links` and the rest of `EndpointConfig`
-/// are accepted and ignored (berth has no DNS for them yet).
+/// Body of `POST /networks/{id}/connect`. `Aliases` are kept; `Links` and the rest of
+/// `EndpointConfig` are accepted and ignored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct DockerNetworkConnect {
@@ -237,6 +237,8 @@ pub struct DockerNetworkConnect {
 pub struct EndpointConfig {
     #[serde(rename = "IPAMConfig")]
     pub ipam_config: Option<EndpointIpamConfig>,
+    #[serde(rename = "Aliases")]
+    pub aliases: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

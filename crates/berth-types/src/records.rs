@@ -77,6 +77,9 @@ pub struct EndpointRecord {
     pub ipv6: Option<Ipv6Net>,
     pub gateway4: Option<Ipv4Addr>,
     pub gateway6: Option<Ipv6Addr>,
+    /// Further names of the sandbox on this network (`--alias`, Docker's Aliases).
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -84,6 +84,9 @@ pub struct ConnectArgs {
     /// IPv6 address of the sandbox on this network
     #[arg(long, value_name = "IP")]
     ip6: Option<Ipv6Addr>,
+    /// A further name of the sandbox on this network (repeatable)
+    #[arg(long = "alias", value_name = "NAME")]
+    aliases: Vec<String>,
     /// Name or id of the network
     network: String,
     /// Name or id of the sandbox
@@ -134,6 +137,7 @@ pub async fn execute(client: &Client, format: Format, command: NetworkCommand) -
                 container: args.sandbox,
                 ipv4_address: args.ip.map(|ip| ip.to_string()),
                 ipv6_address: args.ip6.map(|ip| ip.to_string()),
+                aliases: args.aliases,
             };
             let sandbox = client
                 .post(&route(&["networks", &args.network, "connect"]), &request)

@@ -181,6 +181,7 @@ pub(crate) mod tests {
                     global_ipv6_address: ipv6.to_string(),
                     global_ipv6_prefix_len: 64,
                     mac_address: "02:42:0a:00:00:02".into(),
+                    ..Default::default()
                 };
                 (network.to_string(), endpoint)
             })

@@ -220,6 +220,7 @@ impl Controller {
             ipv6: None,
             gateway4: None,
             gateway6: None,
+            aliases: Vec::new(),
         };
         for (requested, v6) in [(ipv4, false), (ipv6, true)] {
             let Some(pool) = pools.for_family(v6) else {
@@ -291,7 +292,11 @@ impl Controller {
         }
         let ipv4 = parse_ip(request.ipv4_address.as_deref())?;
         let ipv6 = parse_ip(request.ipv6_address.as_deref())?;
-        let endpoint = self.add_endpoint(&mut state, &sandbox, &network, ipv4, ipv6).await?;
+        for alias in &request.aliases {
+            validate_name("alias", alias).map_err(Error::BadRequest)?;
+        }
+        let mut endpoint = self.add_endpoint(&mut state, &sandbox, &network, ipv4, ipv6).await?;
+        endpoint.aliases = request.aliases;
         sandbox.endpoints.push(endpoint.clone());
         let committed = write_sandbox_files(&sandbox)
             .map_err(Error::from)

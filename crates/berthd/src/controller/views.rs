@@ -83,6 +83,7 @@ impl State {
                     network_id: endpoint.network_id.clone(),
                     endpoint_id: endpoint.id.clone(),
                     interface: endpoint.interface.clone(),
+                    aliases: endpoint.aliases.clone(),
                     gateway: endpoint.gateway4.map(|g| g.to_string()).unwrap_or_default(),
                     ip_address: endpoint.ipv4.map(|a| a.addr().to_string()).unwrap_or_default(),
                     ip_prefix_len: endpoint.ipv4.map_or(0, |a| a.prefix_len()),

@@ -54,14 +54,16 @@ impl Controller {
         Ok(NetworkCreateResponse { id: network.id, warning: String::new() })
     }
 
-    /// `POST /networks/{id}/connect`: the addresses of `EndpointConfig.IPAMConfig` are used;
-    /// aliases and links are accepted and ignored.
+    /// `POST /networks/{id}/connect`: the addresses of `EndpointConfig.IPAMConfig` and the
+    /// aliases are used; links are accepted and ignored.
     pub async fn docker_connect(&self, network: &str, request: DockerNetworkConnect) -> Result<()> {
-        let addresses = request.endpoint_config.and_then(|e| e.ipam_config).unwrap_or_default();
+        let config = request.endpoint_config.unwrap_or_default();
+        let addresses = config.ipam_config.unwrap_or_default();
         let request = NetworkConnect {
             container: request.container,
             ipv4_address: addresses.ipv4_address,
             ipv6_address: addresses.ipv6_address,
+            aliases: config.aliases.unwrap_or_default(),
         };
         self.connect(network, request).await.map(drop)
     }
