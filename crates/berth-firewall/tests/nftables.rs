@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
-use std::os::unix::fs::MetadataExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -17,44 +16,7 @@ use berth_firewall::{select, watch_changes, Dnat, Firewall, FirewallKind, Networ
 use berth_types::{PortProtocol, PortRange};
 use serde_json::Value;
 
-/// Set in the child to the name of the test whose body it runs.
-const CHILD_TEST: &str = "BERTH_FIREWALL_TEST_IN_NETNS";
-/// The network namespace the test started in, which the child must not be in.
-const PARENT_NETNS: &str = "BERTH_FIREWALL_TEST_PARENT_NETNS";
-
-fn netns_id() -> String {
-    std::fs::read_link("/proc/self/ns/net").expect("read /proc/self/ns/net").display().to_string()
-}
-
-/// Runs `body` in a fresh network namespace (see the module comment).
-fn in_fresh_netns(test: &str, body: impl FnOnce()) {
-    if std::env::var(CHILD_TEST).as_deref() == Ok(test) {
-        let parent = std::env::var(PARENT_NETNS).expect("the parent names its namespace");
-        assert_ne!(netns_id(), parent, "refusing to run {test} in the namespace the test started in");
-        body();
-        return;
-    }
-    if std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1) != 0 {
-        eprintln!("skipping {test}: it needs root to run in a fresh network namespace (unshare --net)");
-        return;
-    }
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let output = Command::new("unshare")
-        .args(["--net", "--"])
-        .arg(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_TEST, test)
-        .env(PARENT_NETNS, netns_id())
-        .output()
-        .expect("run unshare");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.contains("test result: ok. 1 passed"),
-        "{test} failed in its namespace:\n{stdout}\n{stderr}"
-    );
-    eprint!("{stderr}");
-}
+use berth_testns::in_fresh_netns;
 
 /// Runs an nft script in the current namespace, as a user would.
 fn nft_script(script: &str) {
@@ -340,7 +302,7 @@ impl Namespace {
             .spawn()
             .expect("run unshare");
         let ns = format!("/proc/{}/ns/net", holder.id());
-        let ours = netns_id();
+        let ours = std::fs::read_link("/proc/self/ns/net").expect("read /proc/self/ns/net").display().to_string();
         let deadline = Instant::now() + Duration::from_secs(5);
         while std::fs::read_link(&ns).map(|p| p.display().to_string()).unwrap_or_else(|_| ours.clone()) == ours {
             assert!(Instant::now() < deadline, "the namespace did not appear");

@@ -12,7 +12,6 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -28,45 +27,7 @@ use socket2::{Domain, SockAddr, SockRef, Socket, Type};
 // ---------------------------------------------------------------------------------------------
 // A fresh network namespace per test.
 
-/// Set in the child to the name of the test whose body it runs.
-const CHILD_TEST: &str = "BERTH_PROXY_TEST_IN_NETNS";
-/// The network namespace the test started in, which the child must not be in.
-const PARENT_NETNS: &str = "BERTH_PROXY_TEST_PARENT_NETNS";
-
-fn netns_id() -> String {
-    std::fs::read_link("/proc/self/ns/net").expect("read /proc/self/ns/net").display().to_string()
-}
-
-/// Runs `body` in a fresh network namespace (see the module comment).
-fn in_fresh_netns(test: &str, body: impl FnOnce()) {
-    if std::env::var(CHILD_TEST).as_deref() == Ok(test) {
-        let parent = std::env::var(PARENT_NETNS).expect("the parent names its namespace");
-        assert_ne!(netns_id(), parent, "refusing to run {test} in the namespace the test started in");
-        let status = Command::new("ip").args(["link", "set", "lo", "up"]).status().expect("run ip");
-        assert!(status.success(), "cannot bring up lo in the test's namespace");
-        body();
-        return;
-    }
-    if std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(1) != 0 {
-        eprintln!("skipping {test}: it needs root to run in a fresh network namespace (unshare --net)");
-        return;
-    }
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let output = Command::new("unshare")
-        .args(["--net", "--"])
-        .arg(exe)
-        .args([test, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_TEST, test)
-        .env(PARENT_NETNS, netns_id())
-        .output()
-        .expect("run unshare");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.contains("test result: ok. 1 passed"),
-        "{test} failed in its namespace:\n{stdout}\n{stderr}"
-    );
-}
+use berth_testns::in_fresh_netns;
 
 // ---------------------------------------------------------------------------------------------
 // The proxy process and a stand-in for berthd.
