@@ -160,7 +160,7 @@ impl SandboxCommand {
                 .stderr(Stdio::null());
         }
         // SAFETY: the closure runs in the forked child before exec. It only makes system calls
-        // (setsid, setns, unshare, mount, sethostname, write) through nix wrappers that do not
+        // (setsid, setns, unshare, mount, umount2, sethostname, write) through nix wrappers that do not
         // allocate, on file descriptors and C strings built before the fork, and it takes no
         // locks, so it is async-signal-safe even though the caller may have other threads.
         unsafe {
