@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use berth_integration::{berthd_has_flag, binary_path, privileged, py, wait_for, Background, TestHost, HOST_LAN_IP, PEER_LAN_IP};
+use berth_integration::{binary_path, privileged, py, wait_for, Background, TestHost};
 use serde_json::Value;
 
 /// A test host with berthd (userland proxy on, the default) and an IPv4-only network `n1`.
@@ -683,10 +683,6 @@ fn without_the_userland_proxy_loopback_goes_through_dnat_and_stays_off_the_lan()
     if !privileged() {
         return;
     }
-    if !berthd_has_flag("--userland-proxy") {
-        eprintln!("skipped: berthd has no --userland-proxy flag yet");
-        return;
-    }
     let (host, peer) = TestHost::with_lan_peer(&["--userland-proxy=false"]);
     host.berth_ok(&["network", "create", "--subnet", "10.92.0.0/24", "n1"]);
     let log = host.dir().join("udp.log");
@@ -695,27 +691,13 @@ fn without_the_userland_proxy_loopback_goes_through_dnat_and_stays_off_the_lan()
     host.serve("dns", "n1", &["127.0.0.1:5300:53/udp", "5301:54/udp"], &py::udp_log_server(&[53, 54], log.to_str().unwrap()));
     assert!(host.wait_listening("echo", 80, "tcp", Duration::from_secs(10)));
     assert!(host.pids_named("berth-proxy").is_empty(), "a berth-proxy runs although --userland-proxy=false");
-    // Loopback DNAT needs route_localnet on the bridges; it may land after the proxy.
-    let localnet = host.sh_ok("cat /proc/sys/net/ipv4/conf/*/route_localnet");
-    if !localnet.lines().any(|v| v.trim() == "1") {
-        eprintln!("skipped: with --userland-proxy=false berthd sets route_localnet nowhere yet (loopback DNAT has not landed)");
-        return;
-    }
+    // Loopback DNAT needs route_localnet on berth's bridges, and only there.
+    assert_eq!(host.sh_ok("cat /proc/sys/net/ipv4/conf/berth0/route_localnet").trim(), "1");
+    assert_eq!(host.sh_ok("cat /proc/sys/net/ipv4/conf/all/route_localnet").trim(), "0");
     // Host processes still reach 127.0.0.1:PORT, through the kernel.
     let answer = fetch(&host, "127.0.0.1", 8080, "dnat");
     assert!(answer.ends_with("|dnat"), "127.0.0.1:8080 without the proxy: {answer}");
     // A LAN neighbour's crafted datagram to 127.0.0.1:5300 is dropped (the guard), while the same
     // crafting to the host's address on 5301 arrives (the control).
-    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let crafted = py::raw_udp(PEER_LAN_IP, "127.0.0.1", 5300, HOST_LAN_IP, "to-loopback", 5);
-    let control = py::raw_udp(PEER_LAN_IP, HOST_LAN_IP, 5301, HOST_LAN_IP, "control", 1);
-    peer.python_ok(&crafted);
-    let arrived = wait_for(Duration::from_secs(5), || {
-        peer.python_ok(&control);
-        wait_for(Duration::from_millis(200), || read_log().contains("control").then_some(()))
-    });
-    assert!(arrived.is_some(), "the control datagram never arrived; log: {:?}", read_log());
-    peer.python_ok(&crafted);
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(!read_log().contains("to-loopback"), "a datagram from the LAN to 127.0.0.1:5300 reached the sandbox: {:?}", read_log());
+    peer.assert_crafted_loopback_dropped(5300, 5301, || std::fs::read_to_string(&log).unwrap_or_default());
 }

@@ -214,15 +214,18 @@ impl Tally {
         }
     }
 
-    fn merge(tallies: Vec<Tally>) -> Tally {
-        tallies.into_iter().fold(Tally::default(), |mut all, t| {
+    /// Waits for every worker and adds up their tallies.
+    async fn join(workers: Vec<tokio::task::JoinHandle<Tally>>) -> Result<Tally> {
+        let mut all = Tally::default();
+        for worker in workers {
+            let t = worker.await?;
             all.done += t.done;
             all.latencies.extend(t.latencies);
             all.errors += t.errors;
             all.lost += t.lost;
             all.first_error = all.first_error.or(t.first_error);
-            all
-        })
+        }
+        Ok(all)
     }
 }
 
@@ -266,11 +269,7 @@ async fn conn(load: Load, concurrency: usize) -> Result<serde_json::Value> {
             })
         })
         .collect();
-    let mut tallies = Vec::new();
-    for worker in workers {
-        tallies.push(worker.await?);
-    }
-    let all = Tally::merge(tallies);
+    let all = Tally::join(workers).await?;
     Ok(json!({
         "mode": "conn",
         "addr": load.addr.to_string(),
@@ -383,11 +382,7 @@ async fn udp(load: Load, concurrency: usize) -> Result<serde_json::Value> {
             })
         })
         .collect();
-    let mut tallies = Vec::new();
-    for worker in workers {
-        tallies.push(worker.await?);
-    }
-    let all = Tally::merge(tallies);
+    let all = Tally::join(workers).await?;
     Ok(json!({
         "mode": "udp",
         "addr": load.addr.to_string(),
