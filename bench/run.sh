@@ -13,6 +13,12 @@
 #                                       # 127.0.0.1 vs docker-proxy, interleaved: throughput,
 #                                       # conn/s, p50/p99, UDP pps; RSS and set-up time of N
 #                                       # published ports (1000). See bench/proxy.sh.
+#   bench/run.sh dns [--rounds N] [--seconds S] [--concurrency N] [--sockets N] [--install-peers]
+#                                       # sandbox -> embedded DNS: berth (127.0.0.11) vs
+#                                       # aardvark-dns on the same network, interleaved: answers/s
+#                                       # and p50/p99 for a sandbox's name and for a forwarded name
+#                                       # (fake upstream in a LAN peer); aardvark-dns RSS. See
+#                                       # bench/dns.sh.
 #
 # Needs root. Builds release binaries first. Touches nothing outside its namespaces.
 set -euo pipefail
@@ -20,7 +26,7 @@ cd "$(dirname "$(readlink -f "$0")")/.."
 
 mode=connect
 case "${1:-}" in
-    connect|nat|proxy) mode=$1; shift ;;
+    connect|nat|proxy|dns) mode=$1; shift ;;
 esac
 
 if [ "${BERTH_BENCH_INSIDE:-}" != 1 ]; then
@@ -30,6 +36,11 @@ if [ "${BERTH_BENCH_INSIDE:-}" != 1 ]; then
         # to, before entering the throwaway host (which has no network).
         cargo build --release --locked --workspace --bins >&2
         bench/proxy.sh --prepare "$@"
+    elif [ "$mode" = dns ]; then
+        # berthd, berth and the DNS load client and upstream; then the peer (aardvark-dns) is
+        # fetched, if asked to, before entering the throwaway host (which has no network).
+        cargo build --release --locked -p berthd -p berth -p berth-bench >&2
+        bench/dns.sh --prepare "$@"
     else
         cargo build --release --locked -p berthd -p berth -p berth-bench >&2
     fi
@@ -45,6 +56,9 @@ if [ "$mode" = nat ]; then
 fi
 if [ "$mode" = proxy ]; then
     exec bench/proxy.sh "$@"
+fi
+if [ "$mode" = dns ]; then
+    exec bench/dns.sh "$@"
 fi
 
 count=500

@@ -9,7 +9,7 @@
 set -euo pipefail
 
 # Every Debian package the tests, demo and benchmarks use, in one place.
-PACKAGES=(iproute2 nftables conntrack iperf3 curl python3 python3-venv python3-pip util-linux procps kmod)
+PACKAGES=(iproute2 nftables conntrack iperf3 curl python3 python3-venv python3-pip util-linux procps kmod bind9-dnsutils aardvark-dns)
 
 release=false
 for arg in "$@"; do

@@ -29,6 +29,9 @@ pub fn privileged() -> bool {
     false
 }
 
+/// The throwaway host's /etc/resolv.conf: a resolver on the LAN peer's network.
+pub const TEST_RESOLV_CONF: &str = "nameserver 192.0.2.53\nsearch berth.test\noptions ndots:2\n";
+
 /// One throwaway host: its own net, mount and pid namespaces, a temp dir and maybe a berthd.
 pub struct TestHost {
     holder: Child,
@@ -71,6 +74,11 @@ impl TestHost {
         };
         let host = Self { holder, init_pid, dir, daemon: None };
         host.sh("ip link set lo up");
+        // The host's resolvers are a LAN address of the test's own (a peer may serve it), never
+        // the machine's: berthd forwards names that are not berth's to them.
+        let resolv_conf = host.dir.join("resolv.conf");
+        std::fs::write(&resolv_conf, TEST_RESOLV_CONF).expect("write the test resolv.conf");
+        host.sh_ok(&format!("mount --bind {} /etc/resolv.conf", resolv_conf.display()));
         host
     }
 
@@ -136,6 +144,11 @@ impl TestHost {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Replaces the content of the host's /etc/resolv.conf (a file of the test, bind-mounted).
+    pub fn write_resolv_conf(&self, text: &str) {
+        std::fs::write(self.dir.join("resolv.conf"), text).expect("write the test resolv.conf");
     }
 
     pub fn socket(&self) -> PathBuf {
@@ -565,6 +578,59 @@ pub mod nft {
 
 /// Python one-liners for servers and clients inside sandboxes (python3 is a test dependency).
 pub mod py {
+    /// A fixed-answer DNS server on `addr`:53, UDP and TCP, logging `udp NAME` / `tcp NAME` per
+    /// query to `log`. Names under example.test answer A 203.0.113.7 with TTL 1234, except
+    /// big.example.test: 100 A records, more than fits a UDP answer, which then comes back empty
+    /// with TC set. Other names are NXDOMAIN.
+    pub fn dns_upstream(addr: &str, log: &str) -> String {
+        format!(
+            r#"import socket,struct,threading
+def name_end(d):
+  i=12
+  while d[i]: i+=1+d[i]
+  return i+1
+def answer(d,transport):
+  end=name_end(d)
+  qtype=struct.unpack('!H',d[end:end+2])[0]
+  labels=[];i=12
+  while d[i]:
+    labels.append(d[i+1:i+1+d[i]].decode()); i+=1+d[i]
+  name='.'.join(labels).lower()
+  open('{log}','a').write(transport+' '+name+'\n')
+  question=d[12:end+4]
+  if not name.endswith('example.test'):
+    return d[:2]+struct.pack('!HHHHH',0x8183,1,0,0,0)+question
+  addrs=['203.0.113.%d'%n for n in range(1,101)] if name=='big.example.test' else ['203.0.113.7']
+  if qtype!=1: addrs=[]
+  rrs=b''.join(b'\xc0\x0c'+struct.pack('!HHIH',1,1,1234,4)+socket.inet_aton(a) for a in addrs)
+  if transport=='udp' and 12+len(question)+len(rrs)>512:
+    return d[:2]+struct.pack('!HHHHH',0x8380,1,0,0,0)+question
+  return d[:2]+struct.pack('!HHHHH',0x8180,1,len(addrs),0,0)+question+rrs
+def serve_udp():
+  s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(('{addr}',53))
+  while True:
+    d,a=s.recvfrom(4096)
+    try: s.sendto(answer(d,'udp'),a)
+    except Exception: pass
+def serve_tcp_client(c):
+  with c:
+    while True:
+      n=c.recv(2)
+      if len(n)<2: return
+      want=struct.unpack('!H',n)[0];d=b''
+      while len(d)<want:
+        more=c.recv(want-len(d))
+        if not more: return
+        d+=more
+      r=answer(d,'tcp');c.sendall(struct.pack('!H',len(r))+r)
+t=socket.socket();t.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1);t.bind(('{addr}',53));t.listen(16)
+threading.Thread(target=serve_udp,daemon=True).start()
+while True:
+  c,_=t.accept();threading.Thread(target=serve_tcp_client,args=(c,),daemon=True).start()
+"#
+        )
+    }
+
     /// A TCP server on `addr:port` that answers each connection with "echo:" + what it read.
     pub fn tcp_echo_server(addr: &str, port: u16) -> String {
         format!(

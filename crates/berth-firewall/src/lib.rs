@@ -4,13 +4,15 @@
 //! This file holds the model ([`Ruleset`], [`NetworkPolicy`], [`Dnat`]), the [`Firewall`] trait
 //! and [`select`], which picks an implementation: [`NftFirewall`] (one table, `inet berth`) or
 //! [`NoFirewall`]. [`watch_changes`] tells the daemon when anything in nftables changed so it
-//! can check [`Firewall::matches`] and re-apply. Nothing here knows about the store, IPAM or
+//! can check [`Firewall::matches`] and re-apply. [`redirect_resolver`] is the one rule berth puts
+//! inside a sandbox's own namespace (for the embedded DNS). Nothing here knows about the store, IPAM or
 //! links, and nothing here ever touches a table other than berth's own.
 
 mod events;
 mod nft;
 mod none;
 mod own_writes;
+mod resolver_redirect;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -22,6 +24,7 @@ use ipnet::IpNet;
 pub use events::watch_changes;
 pub use nft::NftFirewall;
 pub use none::NoFirewall;
+pub use resolver_redirect::{redirect_resolver, remove_resolver_redirect, RESOLVER_TABLE};
 
 /// What the firewall must do for one bridge network.
 #[derive(Debug, Clone, PartialEq, Eq)]

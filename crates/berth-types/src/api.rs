@@ -134,6 +134,10 @@ pub struct SandboxCreate {
     /// Container ports (`--expose 80/tcp`) that `PublishAll` (`-P`) publishes on random ports.
     pub expose: Vec<String>,
     pub publish_all: bool,
+    /// Further names of the sandbox on its network (`--network-alias`).
+    pub aliases: Vec<String>,
+    /// The sandbox's own upstream resolvers (`--dns`), IP addresses.
+    pub dns: Vec<String>,
 }
 
 /// Body of `POST /v1/sandboxes/{sandbox}/ports` (publish) and

@@ -105,6 +105,21 @@ pub struct SandboxRecord {
     /// Published ports, with concrete host ports.
     #[serde(default)]
     pub ports: Vec<crate::PortMapping>,
+    /// The ports of the embedded resolver's listener inside the sandbox's namespace, once the
+    /// sandbox has joined a user-defined network.
+    #[serde(default)]
+    pub resolver: Option<ResolverPorts>,
+    /// Upstream resolvers of this sandbox only (`--dns`); the daemon's when empty.
+    #[serde(default)]
+    pub dns_servers: Vec<IpAddr>,
+}
+
+/// Where, on the resolver address inside a sandbox, berthd's listener for it is bound; the
+/// sandbox's port 53 is DNATed to these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolverPorts {
+    pub udp: u16,
+    pub tcp: u16,
 }
 
 impl SandboxRecord {

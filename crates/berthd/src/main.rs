@@ -11,6 +11,7 @@ mod port_holder;
 mod proxy;
 mod sandbox_files;
 
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,6 +56,10 @@ struct Args {
     /// The berth-proxy binary (default: next to berthd's own).
     #[arg(long)]
     userland_proxy_path: Option<PathBuf>,
+    /// Upstream resolver for names that are not berth's (repeatable); default: the nameservers
+    /// of the host's /etc/resolv.conf, followed when it changes.
+    #[arg(long = "dns", value_name = "IP")]
+    dns: Vec<IpAddr>,
 }
 
 /// How often berthd checks that the userland proxy is alive.
@@ -62,6 +67,9 @@ const PROXY_CHECK_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How long after an nftables change event the ruleset is checked (events come in bursts).
 const FIREWALL_CHECK_DELAY: Duration = Duration::from_millis(100);
+
+/// How often the host's /etc/resolv.conf is checked for new upstream resolvers.
+const RESOLV_CONF_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How often `--rm` sandboxes are checked for a finished main process.
 const AUTO_REMOVE_INTERVAL: Duration = Duration::from_millis(500);
@@ -101,8 +109,24 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     let proxied = proxy.is_some();
+    let resolver = berth_dns::Resolver::new(berth_dns::server::ResolverConfig::default());
+    // Kept until berthd stops: dropping the handle would not stop the watch, aborting it does.
+    let _resolv_conf_watch = if args.dns.is_empty() {
+        let resolver = resolver.clone();
+        Some(berth_dns::upstreams::watch_resolv_conf(
+            PathBuf::from("/etc/resolv.conf"),
+            RESOLV_CONF_CHECK_INTERVAL,
+            move |conf| {
+                tracing::info!(upstreams = ?conf.nameservers, "upstream resolvers from /etc/resolv.conf");
+                resolver.set_upstreams(conf.nameservers);
+            },
+        ))
+    } else {
+        resolver.set_upstreams(controller::upstreams_of(&args.dns));
+        None
+    };
     let controller = Arc::new(
-        Controller::start(store, Paths::new(&args.data_root, &args.exec_root), firewall, proxy, default_network)
+        Controller::start(store, Paths::new(&args.data_root, &args.exec_root), firewall, proxy, resolver, default_network)
             .await
             .context("cannot start")?,
     );

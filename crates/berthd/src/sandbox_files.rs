@@ -1,7 +1,9 @@
 //! The files a sandbox's processes see as /etc/hosts, /etc/resolv.conf and /etc/hostname,
 //! written under the sandbox's config directory and bind-mounted by whoever starts a process.
-//! resolv.conf copies the host's, without loopback nameservers the sandbox cannot reach (Docker
-//! then falls back to public resolvers; berth does the same until its embedded DNS lands).
+//! resolv.conf names the embedded resolver (127.0.0.11) with the host's search domains and
+//! options when the sandbox has one; otherwise (the default network only, as in Docker) it
+//! copies the host's, without loopback nameservers the sandbox cannot reach, falling back to
+//! public resolvers when none is left.
 
 use std::fs;
 use std::net::IpAddr;
@@ -26,13 +28,15 @@ pub fn hostname_path(sandbox: &SandboxRecord) -> String {
     format!("{}/hostname", sandbox.config_dir)
 }
 
-/// Writes (or rewrites) all three files of `sandbox`.
-pub fn write_sandbox_files(sandbox: &SandboxRecord) -> std::io::Result<()> {
+/// Writes (or rewrites) all three files of `sandbox`; `embedded_dns` says whether its processes
+/// ask berth's resolver.
+pub fn write_sandbox_files(sandbox: &SandboxRecord, embedded_dns: bool) -> std::io::Result<()> {
     fs::create_dir_all(&sandbox.config_dir)?;
     let host_hosts = fs::read_to_string("/etc/hosts").unwrap_or_default();
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let (hosts, resolv) = match sandbox.mode {
         SandboxMode::Host => (host_hosts, host_resolv),
+        _ if embedded_dns => (sandbox_hosts(sandbox), embedded_resolv_conf(&host_resolv)),
         _ => (sandbox_hosts(sandbox), sandbox_resolv_conf(&host_resolv)),
     };
     fs::write(hosts_path(sandbox), hosts)?;
@@ -66,6 +70,18 @@ fn sandbox_hosts(sandbox: &SandboxRecord) -> String {
     hosts
 }
 
+/// The embedded resolver, with the host's search domains and options (ndots among them).
+fn embedded_resolv_conf(host: &str) -> String {
+    let mut out = format!("nameserver {}\n", berth_dns::RESOLVER_ADDRESS);
+    for line in host.lines() {
+        if matches!(line.split_whitespace().next(), Some("search" | "domain" | "options")) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 fn sandbox_resolv_conf(host: &str) -> String {
     let mut kept_nameserver = false;
     let mut out = String::new();
@@ -93,6 +109,12 @@ fn sandbox_resolv_conf(host: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn embedded_resolver_keeps_search_and_options() {
+        let out = embedded_resolv_conf("# generated\nnameserver 127.0.0.53\nsearch corp.example\noptions ndots:2 edns0\n");
+        assert_eq!(out, "nameserver 127.0.0.11\nsearch corp.example\noptions ndots:2 edns0\n");
+    }
 
     #[test]
     fn loopback_nameservers_are_dropped() {

@@ -31,41 +31,6 @@ impl NftFirewall {
         Self::default()
     }
 
-    /// Runs `script` as one batch; `action` says what was asked, for errors.
-    fn run_script(&self, action: &str, script: &str) -> Result<(), FirewallError> {
-        if script.is_empty() {
-            return Ok(());
-        }
-        debug!(action, bytes = script.len(), "running nft");
-        trace!(script, "nft script");
-        let spawn_error = |source| FirewallError::Spawn { action: action.to_owned(), source };
-        let mut child = Command::new(NFT)
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(spawn_error)?;
-        crate::own_writes::note_writer(child.id());
-        let mut stdin = child.stdin.take().expect("stdin is piped");
-        // Written from another thread so nft can never block on a full stderr pipe meanwhile.
-        let written = std::thread::scope(|scope| {
-            let writer = scope.spawn(move || stdin.write_all(script.as_bytes()));
-            let output = child.wait_with_output();
-            (writer.join().expect("the stdin writer does not panic"), output)
-        });
-        let output = written.1.map_err(spawn_error)?;
-        if output.status.success() {
-            return Ok(());
-        }
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let message = match written.0 {
-            Err(error) if stderr.trim().is_empty() => format!("cannot write the script: {error}"),
-            _ => describe_error(&stderr, script),
-        };
-        Err(FirewallError::Nft { action: action.to_owned(), message })
-    }
-
     /// The JSON listing of berth's table, or None when the table does not exist.
     fn list_table(&self) -> Result<Option<String>, FirewallError> {
         let action = "list table inet berth";
@@ -93,17 +58,17 @@ impl Firewall for NftFirewall {
             ruleset.networks.len(),
             ruleset.dnats.len()
         );
-        self.run_script(&action, &script)
+        run_script(&action, &script)
     }
 
     fn add_dnats(&self, dnats: &[Dnat]) -> Result<(), FirewallError> {
         let script = render::add_dnats_script(dnats)?;
-        self.run_script(&format!("add {} port mapping(s) to {TABLE}", dnats.len()), &script)
+        run_script(&format!("add {} port mapping(s) to {TABLE}", dnats.len()), &script)
     }
 
     fn remove_dnats(&self, dnats: &[Dnat]) -> Result<(), FirewallError> {
         let script = render::remove_dnats_script(dnats)?;
-        self.run_script(&format!("remove {} port mapping(s) from {TABLE}", dnats.len()), &script)
+        run_script(&format!("remove {} port mapping(s) from {TABLE}", dnats.len()), &script)
     }
 
     fn matches(&self, ruleset: &Ruleset) -> Result<bool, FirewallError> {
@@ -120,6 +85,41 @@ impl Firewall for NftFirewall {
             None => Ok(true),
         }
     }
+}
+
+/// Runs `script` as one batch; `action` says what was asked, for errors.
+pub(crate) fn run_script(action: &str, script: &str) -> Result<(), FirewallError> {
+    if script.is_empty() {
+        return Ok(());
+    }
+    debug!(action, bytes = script.len(), "running nft");
+    trace!(script, "nft script");
+    let spawn_error = |source| FirewallError::Spawn { action: action.to_owned(), source };
+    let mut child = Command::new(NFT)
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(spawn_error)?;
+    crate::own_writes::note_writer(child.id());
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    // Written from another thread so nft can never block on a full stderr pipe meanwhile.
+    let written = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || stdin.write_all(script.as_bytes()));
+        let output = child.wait_with_output();
+        (writer.join().expect("the stdin writer does not panic"), output)
+    });
+    let output = written.1.map_err(spawn_error)?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let message = match written.0 {
+        Err(error) if stderr.trim().is_empty() => format!("cannot write the script: {error}"),
+        _ => describe_error(&stderr, script),
+    };
+    Err(FirewallError::Nft { action: action.to_owned(), message })
 }
 
 /// nft's first error, with the part of the script it points at: nft prints

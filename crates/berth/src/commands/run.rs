@@ -108,6 +108,12 @@ pub struct RunArgs {
     /// Hostname of the sandbox (the first 12 characters of its id when not given)
     #[arg(long)]
     hostname: Option<String>,
+    /// A further name of the sandbox on its (user-defined) network (repeatable)
+    #[arg(long = "network-alias", value_name = "ALIAS")]
+    network_alias: Vec<String>,
+    /// Upstream resolver for this sandbox's names that are not berth's (repeatable)
+    #[arg(long, value_name = "IP")]
+    dns: Vec<std::net::IpAddr>,
     /// Run in the background and print the sandbox id
     #[arg(short, long)]
     detach: bool,
@@ -197,6 +203,9 @@ fn sandbox_create(args: &RunArgs) -> Result<SandboxCreate> {
     if !args.publish.is_empty() || args.publish_all {
         check_has_endpoint(network, "-p and -P")?;
     }
+    if !args.network_alias.is_empty() {
+        check_has_endpoint(network, "--network-alias")?;
+    }
     if args.network == Some(NetworkMode::Host) && args.hostname.is_some() {
         bail!("--hostname cannot be used with --network host: the command keeps the host's name");
     }
@@ -215,6 +224,8 @@ fn sandbox_create(args: &RunArgs) -> Result<SandboxCreate> {
         ports: args.publish.clone(),
         expose: args.expose.clone(),
         publish_all: args.publish_all,
+        aliases: args.network_alias.clone(),
+        dns: args.dns.iter().map(ToString::to_string).collect(),
     })
 }
 

@@ -3,6 +3,7 @@
 //! fails, the steps already done are undone in reverse, so the kernel and the store are left as
 //! they were. It is the only code that writes the store; one lock serialises all commands.
 
+mod dns;
 mod docker;
 mod events;
 mod networks;
@@ -14,7 +15,9 @@ mod views;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use berth_dns::{Resolver, SandboxListener};
 use berth_drivers::BridgeDriver;
 use berth_firewall::{Dnat, Firewall, FirewallError, Ruleset};
 use berth_ipam::AddressPool;
@@ -27,6 +30,7 @@ use tokio::sync::Mutex;
 use crate::error::{Error, Result};
 use crate::proxy::ProxyClient;
 
+pub use dns::upstreams_of;
 pub use reconcile::DefaultNetwork;
 
 /// Where the daemon keeps its state and runtime files.
@@ -76,6 +80,8 @@ struct State {
     pools: HashMap<String, NetworkPools>,
     /// Sockets holding the published host ports, by sandbox id.
     reservations: HashMap<String, Vec<ports::Reservation>>,
+    /// The embedded resolver's listeners, by sandbox id.
+    resolver_listeners: HashMap<String, SandboxListener>,
 }
 
 impl State {
@@ -172,6 +178,8 @@ pub struct Controller {
     firewall: BlockingFirewall,
     /// The userland proxy, unless berthd runs with `--userland-proxy=false`.
     proxy: Option<ProxyClient>,
+    /// The embedded DNS server every sandbox's listener feeds.
+    resolver: Arc<Resolver>,
     host: Netlink,
     paths: Paths,
     /// What commands changed, for `GET /events`.
@@ -191,6 +199,7 @@ impl Controller {
         paths: Paths,
         firewall: Box<dyn Firewall>,
         proxy: Option<ProxyClient>,
+        resolver: Arc<Resolver>,
         default_network: Option<DefaultNetwork>,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&paths.sandboxes_dir)?;
@@ -202,6 +211,7 @@ impl Controller {
             bridge: BridgeDriver::new(host.clone()),
             firewall: BlockingFirewall(firewall),
             proxy,
+            resolver,
             host,
             paths,
             events: events::EventBus::default(),

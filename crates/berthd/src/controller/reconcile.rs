@@ -48,6 +48,7 @@ impl Controller {
             self.restore_sandbox(&mut state, sandbox).await;
         }
 
+        self.refresh_dns(&state);
         self.remove_orphans(&state).await;
         self.restore_reservations(&mut state);
         self.apply_firewall(&state)?;
@@ -112,8 +113,22 @@ impl Controller {
                 Err(e) => tracing::error!(sandbox = %sandbox.name, network = %network.name, "cannot recreate endpoint: {e}"),
             }
         }
-        if !sandbox_files_exist(&sandbox) {
-            if let Err(e) = write_sandbox_files(&sandbox) {
+        let mut rewrite_files = !sandbox_files_exist(&sandbox);
+        if sandbox.resolver.is_some() || state.wants_resolver(&sandbox) {
+            match self.open_resolver(&sandbox, sandbox.resolver) {
+                Ok((listener, ports)) => {
+                    if sandbox.resolver != Some(ports) {
+                        rewrite_files |= sandbox.resolver.is_none();
+                        sandbox.resolver = Some(ports);
+                        changed = true;
+                    }
+                    state.resolver_listeners.insert(sandbox.id.clone(), listener);
+                }
+                Err(e) => tracing::error!(sandbox = %sandbox.name, "cannot restore the embedded resolver: {e}"),
+            }
+        }
+        if rewrite_files {
+            if let Err(e) = write_sandbox_files(&sandbox, state.uses_embedded_dns(&sandbox)) {
                 tracing::error!(sandbox = %sandbox.name, "cannot rewrite sandbox files: {e}");
             }
         }
@@ -130,6 +145,7 @@ impl Controller {
         match self.store.commit(&[Change::DeleteSandbox(&sandbox.id)]) {
             Ok(()) => {
                 state.sandboxes.remove(&sandbox.id);
+                state.resolver_listeners.remove(&sandbox.id);
                 for endpoint in &sandbox.endpoints {
                     if let Some(pools) = state.pools.get_mut(&endpoint.network_id) {
                         super::sandboxes::release_all(pools, endpoint);

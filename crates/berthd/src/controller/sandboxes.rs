@@ -55,6 +55,8 @@ struct SandboxDraft {
     created_netns: bool,
     reservations: Vec<super::ports::Reservation>,
     dnats: Vec<berth_firewall::Dnat>,
+    /// Dropping it (on failure) closes the resolver's sockets.
+    resolver_listener: Option<berth_dns::SandboxListener>,
 }
 
 impl Controller {
@@ -84,6 +86,11 @@ impl Controller {
         validate_name("hostname", &hostname).map_err(Error::BadRequest)?;
         let ipv4 = parse_ip(request.ipv4_address.as_deref())?;
         let ipv6 = parse_ip(request.ipv6_address.as_deref())?;
+        let dns_servers = request
+            .dns
+            .iter()
+            .map(|t| t.parse().map_err(|_| Error::BadRequest(format!("invalid --dns address {t:?}: an IP address is expected"))))
+            .collect::<Result<Vec<IpAddr>>>()?;
 
         let mode_text = request.network_mode.as_str();
         let (mode, netns_path, network) = match (request.netns.as_deref(), mode_text) {
@@ -108,6 +115,9 @@ impl Controller {
         if network.is_none() && (ipv4.is_some() || ipv6.is_some()) {
             return Err(Error::BadRequest(format!("--ip needs a network; network mode {mode_text} has none")));
         }
+        if !request.aliases.is_empty() {
+            check_aliases(network.as_ref(), &request.aliases)?;
+        }
         let record = SandboxRecord {
             config_dir: self.paths.sandboxes_dir.join(&id).display().to_string(),
             id,
@@ -121,8 +131,16 @@ impl Controller {
             main_pid: None,
             auto_remove: request.auto_remove,
             ports: Vec::new(),
+            resolver: None,
+            dns_servers,
         };
-        let mut draft = SandboxDraft { created_netns: record.owns_netns(), record, reservations: Vec::new(), dnats: Vec::new() };
+        let mut draft = SandboxDraft {
+            created_netns: record.owns_netns(),
+            record,
+            reservations: Vec::new(),
+            dnats: Vec::new(),
+            resolver_listener: None,
+        };
         let built = self.build_sandbox(&mut state, &mut draft, &request, network.as_ref(), ipv4, ipv6).await;
         if let Err(e) = built {
             self.undo_sandbox(&mut state, &draft).await;
@@ -137,7 +155,11 @@ impl Controller {
             self.serve_through_proxy(&state, &draft.record, &draft.reservations);
             state.reservations.insert(draft.record.id.clone(), draft.reservations);
         }
+        if let Some(listener) = draft.resolver_listener {
+            state.resolver_listeners.insert(draft.record.id.clone(), listener);
+        }
         state.sandboxes.insert(draft.record.id.clone(), draft.record);
+        self.refresh_dns(&state);
         Ok(view)
     }
 
@@ -158,16 +180,18 @@ impl Controller {
             create_sandbox_netns(Path::new(&draft.record.netns_path)).await?;
         }
         if let Some(network) = network {
-            let endpoint = self.add_endpoint(state, &draft.record, network, ipv4, ipv6).await?;
+            let mut endpoint = self.add_endpoint(state, &draft.record, network, ipv4, ipv6).await?;
+            endpoint.aliases = request.aliases.clone();
             draft.record.endpoints.push(endpoint);
         }
+        draft.resolver_listener = self.ensure_resolver(state, &mut draft.record).await?;
         draft.reservations =
             self.reserve_ports(state, &draft.record, &request.ports, &request.expose, request.publish_all)?;
         draft.record.ports = draft.reservations.iter().map(|r| r.mapping.clone()).collect();
         let dnats = state.sandbox_dnats(&draft.record);
         self.firewall.add_dnats(&dnats)?;
         draft.dnats = dnats;
-        write_sandbox_files(&draft.record)?;
+        write_sandbox_files(&draft.record, state.uses_embedded_dns(&draft.record))?;
         self.store.commit(&[Change::PutSandbox(&draft.record)])?;
         Ok(())
     }
@@ -292,23 +316,36 @@ impl Controller {
         }
         let ipv4 = parse_ip(request.ipv4_address.as_deref())?;
         let ipv6 = parse_ip(request.ipv6_address.as_deref())?;
-        for alias in &request.aliases {
-            validate_name("alias", alias).map_err(Error::BadRequest)?;
+        if !request.aliases.is_empty() {
+            check_aliases(Some(&network), &request.aliases)?;
         }
         let mut endpoint = self.add_endpoint(&mut state, &sandbox, &network, ipv4, ipv6).await?;
         endpoint.aliases = request.aliases;
         sandbox.endpoints.push(endpoint.clone());
-        let committed = write_sandbox_files(&sandbox)
-            .map_err(Error::from)
-            .and_then(|()| Ok(self.store.commit(&[Change::PutSandbox(&sandbox)])?));
-        if let Err(e) = committed {
-            self.remove_endpoint(&mut state, &endpoint).await;
-            return Err(e);
+        // The listener (if this is the sandbox's first network with names) is dropped, closing
+        // its sockets, when a later step fails.
+        let committed = match self.ensure_resolver(&state, &mut sandbox).await {
+            Ok(listener) => write_sandbox_files(&sandbox, state.uses_embedded_dns(&sandbox))
+                .map_err(Error::from)
+                .and_then(|()| Ok(self.store.commit(&[Change::PutSandbox(&sandbox)])?))
+                .map(|()| listener),
+            Err(e) => Err(e),
+        };
+        let listener = match committed {
+            Ok(listener) => listener,
+            Err(e) => {
+                self.remove_endpoint(&mut state, &endpoint).await;
+                return Err(e);
+            }
+        };
+        if let Some(listener) = listener {
+            state.resolver_listeners.insert(sandbox.id.clone(), listener);
         }
         tracing::info!(sandbox = %sandbox.name, network = %network.name, "connected");
         self.events.endpoint(Action::Connect, &network, &sandbox);
         let view = state.sandbox_view(&sandbox);
         state.sandboxes.insert(sandbox.id.clone(), sandbox);
+        self.refresh_dns(&state);
         Ok(view)
     }
 
@@ -338,14 +375,15 @@ impl Controller {
                 self.serve_through_proxy(&state, &sandbox, held);
             }
         }
+        state.sandboxes.insert(sandbox.id.clone(), sandbox.clone());
+        // Its names go before its veth: nothing resolves to an address that is going away.
+        self.refresh_dns(&state);
         self.remove_endpoint(&mut state, &endpoint).await;
-        if let Err(e) = write_sandbox_files(&sandbox) {
+        if let Err(e) = write_sandbox_files(&sandbox, state.uses_embedded_dns(&sandbox)) {
             tracing::error!(sandbox = %sandbox.name, "cannot rewrite sandbox files: {e}");
         }
         tracing::info!(sandbox = %sandbox.name, network = %network.name, "disconnected");
-        let view = state.sandbox_view(&sandbox);
-        state.sandboxes.insert(sandbox.id.clone(), sandbox);
-        Ok(view)
+        Ok(state.sandbox_view(&sandbox))
     }
 
     pub async fn register_process(&self, key: &str, request: ProcessRegister) -> Result<()> {
@@ -410,6 +448,8 @@ impl Controller {
         self.events.sandbox(Action::Destroy, &sandbox);
         let dnats = state.sandbox_dnats(&sandbox);
         state.sandboxes.remove(&sandbox.id);
+        state.resolver_listeners.remove(&sandbox.id);
+        self.refresh_dns(&state);
         if let Some(held) = state.reservations.remove(&sandbox.id) {
             self.stop_proxying(&held);
         }
@@ -452,6 +492,19 @@ impl Controller {
             }
         }
     }
+}
+
+/// Network-scoped aliases need a network with names (Docker refuses them on the default one).
+fn check_aliases(network: Option<&NetworkRecord>, aliases: &[String]) -> Result<()> {
+    match network {
+        Some(n) if n.name != DEFAULT_NETWORK => {}
+        Some(n) => return Err(Error::BadRequest(format!("network-scoped aliases are supported only on user-defined networks, not on {}", n.name))),
+        None => return Err(Error::BadRequest("--network-alias needs a network".into())),
+    }
+    for alias in aliases {
+        validate_name("alias", alias).map_err(Error::BadRequest)?;
+    }
+    Ok(())
 }
 
 pub(super) fn release_all(pools: &mut super::NetworkPools, endpoint: &EndpointRecord) {

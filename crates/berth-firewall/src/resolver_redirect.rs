@@ -1,0 +1,36 @@
+//! The one nftables table berth puts inside a sandbox's own namespace, `ip berth-dns`: queries the
+//! sandbox sends to the embedded resolver's address on port 53 are DNATed to the ports berthd's
+//! listener for that sandbox holds (Docker does the same with iptables), so port 53 stays free
+//! for the sandbox's own programs. Replies are un-NATed by conntrack. The caller runs these
+//! functions on a thread that has entered the sandbox's namespace: `nft` inherits it.
+
+use std::net::Ipv4Addr;
+
+use crate::nft::run_script;
+use crate::FirewallError;
+
+/// The table, as nft names it.
+pub const RESOLVER_TABLE: &str = "ip berth-dns";
+
+/// Makes `address`:53 (UDP and TCP) lead to `address`:`udp_port` and `address`:`tcp_port`,
+/// replacing whatever the table held, in one batch.
+pub fn redirect_resolver(address: Ipv4Addr, udp_port: u16, tcp_port: u16) -> Result<(), FirewallError> {
+    let script = format!(
+        "table {RESOLVER_TABLE}\n\
+         delete table {RESOLVER_TABLE}\n\
+         table {RESOLVER_TABLE} {{\n\
+         \tchain output {{\n\
+         \t\ttype nat hook output priority -100; policy accept;\n\
+         \t\tip daddr {address} udp dport 53 dnat to {address}:{udp_port}\n\
+         \t\tip daddr {address} tcp dport 53 dnat to {address}:{tcp_port}\n\
+         \t}}\n\
+         }}\n"
+    );
+    run_script(&format!("redirect {address}:53 to the embedded resolver"), &script)
+}
+
+/// Removes the table (absent is fine).
+pub fn remove_resolver_redirect() -> Result<(), FirewallError> {
+    let script = format!("table {RESOLVER_TABLE}\ndelete table {RESOLVER_TABLE}\n");
+    run_script("remove the embedded resolver's redirect", &script)
+}

@@ -1,0 +1,148 @@
+//! The embedded DNS, berthd's side. A sandbox in bridge mode gets a resolver listener once it
+//! joins a user-defined network (the default `bridge` has no names, as in Docker): UDP and TCP
+//! sockets on 127.0.0.11 opened inside the sandbox's namespace, with the sandbox's port 53
+//! DNATed to them, served by berth-dns from berthd. The listener's ports are recorded so a
+//! restarted berthd binds the same ones. After every change the directory of names is rebuilt
+//! from the records and swapped into the resolver.
+
+use std::net::{IpAddr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
+use std::path::Path;
+
+use berth_dns::directory::Querier;
+use berth_dns::{Directory, DirectoryBuilder, SandboxListener, RESOLVER_ADDRESS};
+use berth_types::{ResolverPorts, SandboxMode, SandboxRecord, DEFAULT_NETWORK};
+
+use super::{endpoint_addresses, Controller, State};
+use crate::error::{Error, Result};
+
+/// Port of the resolvers sandboxes name with `--dns`, and of the host's.
+const DNS_PORT: u16 = 53;
+
+impl State {
+    /// Whether `sandbox` should have a resolver listener: berth made its namespace and it has an
+    /// endpoint on a network with names.
+    pub(super) fn wants_resolver(&self, sandbox: &SandboxRecord) -> bool {
+        sandbox.mode == SandboxMode::Bridge
+            && sandbox.endpoints.iter().any(|e| self.networks.get(&e.network_id).is_some_and(has_names))
+    }
+
+    /// Whether the processes of `sandbox` ask the embedded resolver: its own, or that of the
+    /// sandbox whose namespace it shares.
+    pub(super) fn uses_embedded_dns(&self, sandbox: &SandboxRecord) -> bool {
+        match &sandbox.mode {
+            SandboxMode::Container(target) => self.sandboxes.get(target).is_some_and(|t| t.resolver.is_some()),
+            _ => sandbox.resolver.is_some(),
+        }
+    }
+
+    /// The names every network with names holds and who may ask for them, from the records.
+    pub(super) fn dns_directory(&self) -> Directory {
+        let mut builder = DirectoryBuilder::default();
+        for network in self.networks.values().filter(|n| has_names(n)) {
+            builder.network(&network.id, &network.name, network.subnets.iter().map(|s| s.subnet).collect());
+        }
+        for sandbox in self.sandboxes.values() {
+            let short_id = &sandbox.id[..12];
+            for endpoint in &sandbox.endpoints {
+                let mut names = vec![sandbox.name.as_str(), sandbox.hostname.as_str(), short_id];
+                names.extend(endpoint.aliases.iter().map(String::as_str));
+                let addresses: Vec<IpAddr> = endpoint_addresses(endpoint).collect();
+                builder.endpoint(&endpoint.network_id, &names, &addresses);
+            }
+            if sandbox.resolver.is_some() {
+                let networks = &self.networks;
+                builder.querier(
+                    &sandbox.id,
+                    Querier {
+                        networks: sandbox
+                            .endpoints
+                            .iter()
+                            .filter(|e| networks.get(&e.network_id).is_some_and(has_names))
+                            .map(|e| e.network_id.clone())
+                            .collect(),
+                        forward: sandbox.endpoints.iter().any(|e| networks.get(&e.network_id).is_some_and(|n| !n.internal)),
+                        upstreams: sandbox.dns_servers.iter().map(|ip| SocketAddr::new(*ip, DNS_PORT)).collect(),
+                    },
+                );
+            }
+        }
+        builder.build()
+    }
+}
+
+/// User-defined networks have names; the default network does not (Docker's rule).
+fn has_names(network: &berth_types::NetworkRecord) -> bool {
+    network.name != DEFAULT_NETWORK
+}
+
+/// The daemon's upstreams from a list of resolver addresses (`--dns`, resolv.conf).
+pub fn upstreams_of(addresses: &[IpAddr]) -> Vec<SocketAddr> {
+    addresses.iter().map(|ip| SocketAddr::new(*ip, DNS_PORT)).collect()
+}
+
+impl Controller {
+    /// Gives `sandbox` its resolver listener if it should have one and has none yet: the
+    /// sockets, the redirect, and the ports in its record. The caller keeps the listener once
+    /// the record is committed (dropping it closes the sockets; the redirect then leads nowhere
+    /// and is harmless, and goes with the namespace).
+    pub(super) async fn ensure_resolver(&self, state: &State, sandbox: &mut SandboxRecord) -> Result<Option<SandboxListener>> {
+        if sandbox.resolver.is_some() || !state.wants_resolver(sandbox) {
+            return Ok(None);
+        }
+        let (listener, ports) = self.open_resolver(sandbox, None)?;
+        sandbox.resolver = Some(ports);
+        Ok(Some(listener))
+    }
+
+    /// Opens the listener of `sandbox` inside its namespace, on `preferred` ports when they are
+    /// free, and points the redirect at the ports it got.
+    pub(super) fn open_resolver(&self, sandbox: &SandboxRecord, preferred: Option<ResolverPorts>) -> Result<(SandboxListener, ResolverPorts)> {
+        let netns = Path::new(&sandbox.netns_path).to_owned();
+        let opened = tokio::task::block_in_place(|| {
+            berth_sys::netns::run_in_netns(&netns, move || open_resolver_sockets(preferred))
+        })
+        .map_err(|e| Error::Internal(format!("cannot open the resolver of sandbox {}: {e}", sandbox.name)))?;
+        let (udp, tcp, ports) = opened.map_err(|e| Error::Internal(format!("cannot open the resolver of sandbox {}: {e}", sandbox.name)))?;
+        let listener = self
+            .resolver
+            .listen(&sandbox.id, udp, tcp)
+            .map_err(|e| Error::Internal(format!("cannot serve the resolver of sandbox {}: {e}", sandbox.name)))?;
+        Ok((listener, ports))
+    }
+
+    /// Swaps the directory rebuilt from `state` into the resolver.
+    pub(super) fn refresh_dns(&self, state: &State) {
+        self.resolver.set_directory(state.dns_directory());
+    }
+}
+
+/// Runs inside the sandbox's namespace: binds UDP and TCP on the resolver address (the
+/// preferred ports first) and writes the redirect from port 53 to them.
+fn open_resolver_sockets(preferred: Option<ResolverPorts>) -> std::result::Result<(UdpSocket, TcpListener, ResolverPorts), String> {
+    let at = |port| SocketAddrV4::new(RESOLVER_ADDRESS, port);
+    let udp = preferred
+        .and_then(|p| UdpSocket::bind(at(p.udp)).ok())
+        .map_or_else(|| UdpSocket::bind(at(0)), Ok)
+        .map_err(|e| format!("cannot bind UDP on {RESOLVER_ADDRESS}: {e}"))?;
+    let tcp = preferred
+        .and_then(|p| bind_tcp(at(p.tcp)).ok())
+        .map_or_else(|| bind_tcp(at(0)), Ok)
+        .map_err(|e| format!("cannot listen on TCP {RESOLVER_ADDRESS}: {e}"))?;
+    let port_of = |addr: std::io::Result<SocketAddr>| addr.map(|a| a.port()).map_err(|e| e.to_string());
+    let ports = ResolverPorts { udp: port_of(udp.local_addr())?, tcp: port_of(tcp.local_addr())? };
+    for socket_nonblocking in [udp.set_nonblocking(true), tcp.set_nonblocking(true)] {
+        socket_nonblocking.map_err(|e| format!("cannot make the resolver sockets non-blocking: {e}"))?;
+    }
+    berth_firewall::redirect_resolver(RESOLVER_ADDRESS, ports.udp, ports.tcp).map_err(|e| e.to_string())?;
+    Ok((udp, tcp, ports))
+}
+
+/// A TCP listener that can take its port back while connections of a previous berthd linger
+/// in TIME_WAIT.
+fn bind_tcp(addr: SocketAddrV4) -> std::io::Result<TcpListener> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
+}
