@@ -18,7 +18,7 @@ pub mod server;
 pub mod upstreams;
 
 pub use directory::{Directory, DirectoryBuilder};
-pub use query::{respond, Decision};
+pub use query::{respond, respond_tcp, Decision};
 pub use server::{Resolver, SandboxListener};
 pub use upstreams::{parse_resolv_conf, ResolvConf};
 

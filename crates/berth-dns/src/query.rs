@@ -208,6 +208,8 @@ enum Outcome {
     NotLocal,
 }
 
+/// What `directory` says of `question` for `querier`: a reverse name is looked up by its
+/// address, any other name by its directory key.
 fn look_up(directory: &Directory, querier: &Querier, question: &Query) -> Outcome {
     let name = question.name();
     if let Some(address) = reverse_name_address(name) {

@@ -665,6 +665,36 @@ fn tcp_replies_carry_every_answer() {
 }
 
 #[test]
+fn tcp_replies_are_truncated_to_65535_bytes() {
+    // 5,000 A records (16 bytes each while hickory compresses their name, 20 once it stops)
+    // cannot fit in one message.
+    let addresses: Vec<IpAddr> = (0..5000u32)
+        .map(|index| IpAddr::from((10 << 24 | index).to_be_bytes()))
+        .collect();
+    let mut builder = DirectoryBuilder::default();
+    builder
+        .network("n", "net", vec![])
+        .endpoint("n", &["huge"], &addresses)
+        .querier("s", querier(&["n"], true, &[]));
+    let directory = builder.build();
+    for (message, has_opt_record) in [
+        (query("huge.", RecordType::A), false),
+        (with_edns(query("huge.", RecordType::A), 4096), true),
+    ] {
+        let decision = respond_tcp(&directory, "s", &message.to_vec().unwrap(), &[]);
+        let Decision::Reply(bytes) = &decision else {
+            panic!("expected a reply, got {decision:?}");
+        };
+        assert!(bytes.len() <= usize::from(u16::MAX));
+        assert!(bytes.len() + 20 > usize::from(u16::MAX), "room was left");
+        let reply = parsed_reply(decision);
+        assert!(reply.metadata.truncation);
+        assert_eq!(reply.edns.is_some(), has_opt_record);
+        assert!(reply.answers.len() < addresses.len());
+    }
+}
+
+#[test]
 fn tcp_queries_follow_the_same_rules() {
     let bytes = query("example.com.", RecordType::A).to_vec().unwrap();
     assert_eq!(

@@ -144,6 +144,8 @@ mod tests {
             pids: vec![],
             main_pid: None,
             ports: vec![],
+            resolver: None,
+            dns_servers: vec![],
             auto_remove: false,
         }
     }
