@@ -9,6 +9,11 @@
 //! answers its queries in order and drops a client that stalls for
 //! [`ResolverConfig::tcp_idle_timeout`]. The forward and connection tasks belong to the task that
 //! spawned them ([`JoinSet`]), so dropping the [`SandboxListener`] stops all of them.
+//!
+//! All listeners run on one thread of the resolver's own, a single-threaded tokio runtime:
+//! profiled under load, most of a query's cost was waking threads and switching between them,
+//! which a multi-threaded runtime adds to (a task moving between workers); one thread answers
+//! far more queries than sandboxes send. The thread ends when the resolver is dropped.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
@@ -70,11 +75,26 @@ struct Knowledge {
 pub struct Resolver {
     config: ResolverConfig,
     knowledge: RwLock<Knowledge>,
+    /// The resolver's own runtime, on the thread that serves every listener.
+    runtime: tokio::runtime::Handle,
+    /// Dropped with the resolver, which ends that thread.
+    _stop_runtime: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Resolver {
-    pub fn new(config: ResolverConfig) -> Arc<Self> {
-        Arc::new(Self { config, knowledge: RwLock::default() })
+    /// A resolver with its serving thread started.
+    pub fn new(config: ResolverConfig) -> std::io::Result<Arc<Self>> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|error| with_context(error, "cannot build the resolver's runtime"))?;
+        let handle = runtime.handle().clone();
+        let (stop_runtime, stopped) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("berth-dns".into())
+            .spawn(move || runtime.block_on(async move { stopped.await.unwrap_or_default() }))
+            .map_err(|error| with_context(error, "cannot start the resolver's thread"))?;
+        Ok(Arc::new(Self { config, knowledge: RwLock::default(), runtime: handle, _stop_runtime: stop_runtime }))
     }
 
     /// Swaps in a new directory; queries already being answered finish with the old one.
@@ -94,14 +114,14 @@ impl Resolver {
     }
 
     /// Serves queries of sandbox `sandbox_id` arriving on `udp` and `tcp` (bound non-blocking
-    /// sockets, typically opened inside the sandbox's namespace). Must be called from within a
-    /// tokio runtime.
+    /// sockets, typically opened inside the sandbox's namespace) on the resolver's thread.
     pub fn listen(
         self: &Arc<Self>,
         sandbox_id: &str,
         udp: std::net::UdpSocket,
         tcp: std::net::TcpListener,
     ) -> std::io::Result<SandboxListener> {
+        let _in_runtime = self.runtime.enter();
         let udp = UdpSocket::from_std(udp).map_err(|error| with_context(error, "cannot serve the UDP socket"))?;
         let tcp = TcpListener::from_std(tcp).map_err(|error| with_context(error, "cannot serve the TCP listener"))?;
         let sandbox_id: Arc<str> = Arc::from(sandbox_id);
@@ -109,8 +129,8 @@ impl Resolver {
             sandbox = %sandbox_id, udp = ?udp.local_addr().ok(), tcp = ?tcp.local_addr().ok(), "serving DNS"
         );
         Ok(SandboxListener {
-            udp_task: tokio::spawn(Arc::clone(self).serve_udp(Arc::clone(&sandbox_id), udp)),
-            tcp_task: tokio::spawn(Arc::clone(self).serve_tcp(sandbox_id, tcp)),
+            udp_task: self.runtime.spawn(Arc::clone(self).serve_udp(Arc::clone(&sandbox_id), udp)),
+            tcp_task: self.runtime.spawn(Arc::clone(self).serve_tcp(sandbox_id, tcp)),
         })
     }
 

@@ -67,7 +67,7 @@ fn directory() -> berth_dns::Directory {
 /// A resolver knowing `directory()` and forwarding to `upstreams`, listening for `SANDBOX` on
 /// 127.0.0.11:53.
 fn start_resolver(config: ResolverConfig, upstreams: Vec<SocketAddr>) -> (Arc<Resolver>, SandboxListener) {
-    let resolver = Resolver::new(config);
+    let resolver = Resolver::new(config).expect("start the resolver");
     resolver.set_directory(directory());
     resolver.set_upstreams(upstreams);
     let listener = listen(&resolver);

@@ -109,7 +109,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     let proxied = proxy.is_some();
-    let resolver = berth_dns::Resolver::new(berth_dns::server::ResolverConfig::default());
+    let resolver = berth_dns::Resolver::new(berth_dns::server::ResolverConfig::default())?;
     // Kept until berthd stops: dropping the handle would not stop the watch, aborting it does.
     let _resolv_conf_watch = if args.dns.is_empty() {
         let resolver = resolver.clone();
