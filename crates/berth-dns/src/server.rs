@@ -1,7 +1,8 @@
 //! The resolver shared by all sandboxes and the listeners of each sandbox.
 //!
 //! Each sandbox has one UDP socket and one TCP listener, served by two tasks. The UDP task
-//! answers local names inline (one receive buffer, reused) and never waits for an upstream:
+//! takes the queries queued on its socket in one batch (`recvmmsg`), answers local names
+//! inline, sends those answers in one batch (`sendmmsg`), and never waits for an upstream:
 //! every forwarded query gets a task of its own, at most [`ResolverConfig::max_forwards_per_sandbox`]
 //! at a time, so a sandbox flooding names that must be forwarded delays neither its own local
 //! answers nor anyone else's. The TCP task accepts at most
@@ -13,12 +14,16 @@
 //! All listeners run on one thread of the resolver's own, a single-threaded tokio runtime:
 //! profiled under load, most of a query's cost was waking threads and switching between them,
 //! which a multi-threaded runtime adds to (a task moving between workers); one thread answers
-//! far more queries than sandboxes send. The thread ends when the resolver is dropped.
+//! far more queries than sandboxes send. The thread ends when the resolver is dropped. Being
+//! one thread, it has one set of UDP receive buffers that every listener uses in turn, instead
+//! of 64 KiB per sandbox.
 
+use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
+use berth_sys::udp_batch::{send_batch, Datagram, ReceiveBatch};
 use hickory_proto::op::{Message, ResponseCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -34,6 +39,24 @@ const LIMIT_WARNING_INTERVAL: Duration = Duration::from_secs(60);
 /// How long a listener pauses after its socket reported an error (out of descriptors or
 /// memory), so a lasting error does not spin the task.
 const SOCKET_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// How many queued queries a UDP listener takes from its socket in one system call.
+const RECEIVE_BATCH_SLOTS: usize = 32;
+
+/// Room for each query of a batch: the largest UDP datagram, so every query is received whole,
+/// as before batching. The slots are shared by every listener (see [`RECEIVE_BATCH`]), so this
+/// costs 2 MiB of address space once, not per sandbox, and only the pages that datagrams
+/// filled are resident (a slot's first page for a usual query). A datagram longer than this
+/// cannot arrive over UDP; should one ever be cut, it is dropped.
+const RECEIVE_BATCH_SLOT_SIZE: usize = MAX_MESSAGE_SIZE;
+
+thread_local! {
+    /// The receive buffers of every UDP listener. All listeners run on the resolver's one
+    /// thread, and each borrows the batch only between its socket turning readable and its
+    /// queries being decided (never across an await), so one batch serves them all.
+    static RECEIVE_BATCH: RefCell<ReceiveBatch> =
+        RefCell::new(ReceiveBatch::new(RECEIVE_BATCH_SLOTS, RECEIVE_BATCH_SLOT_SIZE));
+}
 
 /// Limits and timeouts of the resolver.
 #[derive(Debug, Clone)]
@@ -146,65 +169,109 @@ impl Resolver {
         respond_for_transport(&knowledge.directory, sandbox_id, query, &knowledge.daemon_upstreams)
     }
 
-    /// The UDP loop of one sandbox; it owns the tasks of the queries it forwards.
+    /// The UDP loop of one sandbox; it owns the tasks of the queries it forwards. Each turn
+    /// takes every query queued (up to [`RECEIVE_BATCH_SLOTS`]), decides them all, and sends the
+    /// replies it has at once in one batch.
     async fn serve_udp(self: Arc<Self>, sandbox_id: Arc<str>, socket: UdpSocket) {
         let socket = Arc::new(socket);
-        let mut buffer = vec![0; MAX_MESSAGE_SIZE];
         let mut forwards = JoinSet::new();
         let mut limit_warning = Throttle::new(LIMIT_WARNING_INTERVAL);
+        let mut replies = Vec::new();
         loop {
-            let (length, client) = match socket.recv_from(&mut buffer).await {
-                Ok(received) => received,
+            let received = match socket.readable().await {
+                Ok(()) => RECEIVE_BATCH.with_borrow_mut(|batch| {
+                    batch.try_recv_batch(&socket)?;
+                    for query in batch.iter() {
+                        self.answer_udp_query(
+                            &sandbox_id,
+                            &socket,
+                            query,
+                            &mut forwards,
+                            &mut limit_warning,
+                            &mut replies,
+                        );
+                    }
+                    Ok(())
+                }),
+                Err(error) => Err(error),
+            };
+            match received {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
                 Err(error) => {
                     tracing::debug!(sandbox = %sandbox_id, %error, "receiving on the UDP socket failed");
                     tokio::time::sleep(SOCKET_ERROR_PAUSE).await;
                     continue;
                 }
-            };
-            let query = &buffer[..length];
-            let upstreams = match self.decide(respond, &sandbox_id, query) {
-                Decision::Reply(reply) => {
-                    send_udp_reply(&socket, &reply, client).await;
-                    continue;
-                }
-                Decision::Drop => {
-                    tracing::debug!(sandbox = %sandbox_id, %client, length, "dropped an unreadable UDP query");
-                    continue;
-                }
-                Decision::Forward(upstreams) => upstreams,
-            };
-            while forwards.try_join_next().is_some() {}
-            if forwards.len() >= self.config.max_forwards_per_sandbox {
-                if let Some(occurrences) = limit_warning.occurrence() {
-                    tracing::warn!(
-                        sandbox = %sandbox_id,
-                        limit = self.config.max_forwards_per_sandbox,
-                        occurrences,
-                        "too many forwarded queries in flight; answering SERVFAIL"
-                    );
-                }
-                if let Some(reply) = server_failure(query) {
-                    send_udp_reply(&socket, &reply, client).await;
-                }
-                continue;
             }
-            let query = query.to_vec();
-            let socket = Arc::downgrade(&socket);
-            let timeout = self.config.upstream_timeout;
-            forwards.spawn(async move {
-                let reply = match forward_udp(&query, &upstreams, timeout).await {
-                    Some(reply) => reply,
-                    None => match server_failure(&query) {
-                        Some(reply) => reply,
-                        None => return,
-                    },
-                };
-                // The listener may have stopped meanwhile; then the reply has nowhere to go.
-                if let Some(socket) = socket.upgrade() {
-                    send_udp_reply(&socket, &reply, client).await;
-                }
-            });
+            if let Err(error) = send_batch(&socket, &replies).await {
+                tracing::debug!(sandbox = %sandbox_id, %error, "cannot send UDP replies");
+            }
+            replies.clear();
         }
+    }
+
+    /// Decides one query received over UDP: its reply (a local answer, or SERVFAIL when too many
+    /// queries are being forwarded) joins `replies`, or a task of `forwards` relays it upstream
+    /// and sends the reply itself. A query longer than a receive slot is dropped (see
+    /// [`RECEIVE_BATCH_SLOT_SIZE`]).
+    fn answer_udp_query(
+        &self,
+        sandbox_id: &str,
+        socket: &Arc<UdpSocket>,
+        query: Datagram<'_>,
+        forwards: &mut JoinSet<()>,
+        limit_warning: &mut Throttle,
+        replies: &mut Vec<(Vec<u8>, SocketAddr)>,
+    ) {
+        let client = query.source;
+        let length = query.payload.len();
+        if query.truncated {
+            tracing::debug!(sandbox = %sandbox_id, %client, "dropped a UDP query longer than {length} bytes");
+            return;
+        }
+        let upstreams = match self.decide(respond, sandbox_id, query.payload) {
+            Decision::Reply(reply) => {
+                replies.push((reply, client));
+                return;
+            }
+            Decision::Drop => {
+                tracing::debug!(sandbox = %sandbox_id, %client, length, "dropped an unreadable UDP query");
+                return;
+            }
+            Decision::Forward(upstreams) => upstreams,
+        };
+        while forwards.try_join_next().is_some() {}
+        if forwards.len() >= self.config.max_forwards_per_sandbox {
+            if let Some(occurrences) = limit_warning.occurrence() {
+                tracing::warn!(
+                    sandbox = %sandbox_id,
+                    limit = self.config.max_forwards_per_sandbox,
+                    occurrences,
+                    "too many forwarded queries in flight; answering SERVFAIL"
+                );
+            }
+            if let Some(reply) = server_failure(query.payload) {
+                replies.push((reply, client));
+            }
+            return;
+        }
+        let query = query.payload.to_vec();
+        let socket = Arc::downgrade(socket);
+        let timeout = self.config.upstream_timeout;
+        forwards.spawn(async move {
+            let reply = match forward_udp(&query, &upstreams, timeout).await {
+                Some(reply) => reply,
+                None => match server_failure(&query) {
+                    Some(reply) => reply,
+                    None => return,
+                },
+            };
+            // The listener may have stopped meanwhile; then the reply has nowhere to go.
+            if let Some(socket) = socket.upgrade() {
+                send_udp_reply(&socket, &reply, client).await;
+            }
+        });
     }
 
     /// The TCP accept loop of one sandbox; it owns the tasks of its connections.

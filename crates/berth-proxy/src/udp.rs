@@ -1,9 +1,15 @@
-//! UDP relaying: datagrams arriving on a mapping's host socket are sorted into flows by client
-//! address; each flow has its own UDP socket connected to the backend, so the backend's replies
-//! come back on that socket and go to the right client (sent from the host socket). Flows close
-//! after an idle timeout, and their number per mapping is bounded: datagrams from new clients
-//! beyond the bound are dropped, with a rate-limited warning. It knows nothing about the control
-//! protocol.
+//! UDP relaying: datagrams arriving on a mapping's host socket are taken in batches (`recvmmsg`)
+//! and sorted into flows by client address; each flow has its own UDP socket connected to the
+//! backend, so the backend's replies come back on that socket and go to the right client (sent
+//! from the host socket). Flows close after an idle timeout, and their number per mapping is
+//! bounded: datagrams from new clients beyond the bound are dropped, with a rate-limited
+//! warning. It knows nothing about the control protocol.
+//!
+//! Replies are relayed one by one: each is taken from its flow's own socket, so there is no
+//! batch to take, and holding replies back to send them together (`sendmmsg`) would save one
+//! system call's entry per reply (about 0.3 µs of the 14 µs the proxy spends on a request),
+//! less the copying and the extra task it needs; most of a send's cost is the kernel's
+//! delivery of the packet, which batching does not change.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -13,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use berth_sys::udp_batch::{Datagram, ReceiveBatch};
 use socket2::SockRef;
 use tokio::net::UdpSocket;
 use tokio::task::{AbortHandle, JoinSet};
@@ -22,6 +29,9 @@ use crate::log_throttle::LogThrottle;
 
 /// Room for the largest datagram (65,507 bytes over IPv4, 65,527 over IPv6).
 const DATAGRAM_BUFFER_SIZE: usize = 64 * 1024;
+
+/// How many datagrams a mapping takes from its host socket in one system call.
+const RECEIVE_BATCH_SLOTS: usize = 32;
 
 /// How often the same warning about a mapping may be logged.
 const WARNING_INTERVAL: Duration = Duration::from_secs(10);
@@ -80,70 +90,42 @@ impl Drop for Flow {
 /// Relays datagrams on `host_socket` until the task is aborted; every flow's reply task belongs
 /// to this one, so aborting it closes them all.
 pub async fn serve(host_socket: Arc<UdpSocket>, mapping_id: Arc<str>, backend: SocketAddr, settings: UdpSettings) {
-    let epoch = Instant::now();
-    let mut flows: HashMap<SocketAddr, Flow> = HashMap::new();
-    let mut reply_tasks: JoinSet<SocketAddr> = JoinSet::new();
-    let mut buffer = vec![0u8; DATAGRAM_BUFFER_SIZE];
+    let mut clients = ClientSide {
+        host_socket,
+        mapping_id,
+        backend,
+        settings,
+        epoch: Instant::now(),
+        flows: HashMap::new(),
+        reply_tasks: JoinSet::new(),
+        table_full: LogThrottle::new(WARNING_INTERVAL),
+        flow_failures: LogThrottle::new(WARNING_INTERVAL),
+    };
     let mut sweep = tokio::time::interval(settings.sweep_interval());
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut table_full = LogThrottle::new(WARNING_INTERVAL);
-    let mut flow_failures = LogThrottle::new(WARNING_INTERVAL);
     loop {
         tokio::select! {
-            received = host_socket.recv_from(&mut buffer) => {
-                let (length, client) = match received {
-                    Ok(received) => received,
-                    Err(e) => {
-                        tracing::debug!(mapping = %mapping_id, "cannot receive a datagram: {e}");
-                        continue;
-                    }
-                };
-                if !flows.contains_key(&client) {
-                    if flows.len() >= settings.max_flows {
-                        if let Some(count) = table_full.occurrence() {
-                            tracing::warn!(
-                                mapping = %mapping_id,
-                                "udp flow table full ({} flows): dropped {count} datagrams from new clients",
-                                settings.max_flows
-                            );
-                        }
-                        continue;
-                    }
-                    match open_flow(&host_socket, client, backend, epoch, &mut reply_tasks).await {
-                        Ok(flow) => {
-                            tracing::debug!(mapping = %mapping_id, "new udp flow from {client}");
-                            flows.insert(client, flow);
-                        }
-                        Err(e) => {
-                            if let Some(count) = flow_failures.occurrence() {
-                                tracing::warn!(
-                                    mapping = %mapping_id,
-                                    "cannot open udp flows to {backend} ({count} failures): {e}"
-                                );
-                            }
-                            continue;
-                        }
-                    }
-                }
-                let flow = &flows[&client];
-                flow.last_active.touch();
-                if let Err(e) = send_now(&flow.backend, &buffer[..length], None) {
-                    tracing::debug!(mapping = %mapping_id, "dropped a datagram from {client} to {backend}: {e}");
+            readable = clients.host_socket.readable() => {
+                match readable.and_then(|()| clients.relay_queued_datagrams()) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => tracing::debug!(mapping = %clients.mapping_id, "cannot receive datagrams: {e}"),
                 }
             },
             _ = sweep.tick() => {
+                let flows = &mut clients.flows;
                 let before = flows.len();
                 flows.retain(|_, flow| flow.last_active.idle_for() < settings.idle_timeout);
                 if flows.len() < before {
-                    tracing::debug!(mapping = %mapping_id, "closed {} idle udp flows", before - flows.len());
+                    tracing::debug!(mapping = %clients.mapping_id, "closed {} idle udp flows", before - flows.len());
                 }
             },
-            Some(ended) = reply_tasks.join_next_with_id(), if !reply_tasks.is_empty() => {
+            Some(ended) = clients.reply_tasks.join_next_with_id(), if !clients.reply_tasks.is_empty() => {
                 // A reply task ends by itself only when its socket failed: drop that flow so the
                 // client's next datagram opens a fresh one. Aborted tasks were removed already.
                 if let Ok((task_id, client)) = ended {
-                    if flows.get(&client).is_some_and(|flow| flow.reply_task.id() == task_id) {
-                        flows.remove(&client);
+                    if clients.flows.get(&client).is_some_and(|flow| flow.reply_task.id() == task_id) {
+                        clients.flows.remove(&client);
                     }
                 }
             },
@@ -151,7 +133,84 @@ pub async fn serve(host_socket: Arc<UdpSocket>, mapping_id: Arc<str>, backend: S
     }
 }
 
-async fn open_flow(
+/// A mapping's client → backend side: its host socket, its flows, and what opening more needs.
+struct ClientSide {
+    host_socket: Arc<UdpSocket>,
+    mapping_id: Arc<str>,
+    backend: SocketAddr,
+    settings: UdpSettings,
+    epoch: Instant,
+    flows: HashMap<SocketAddr, Flow>,
+    reply_tasks: JoinSet<SocketAddr>,
+    table_full: LogThrottle,
+    flow_failures: LogThrottle,
+}
+
+impl ClientSide {
+    /// Takes the datagrams queued on the host socket now, in one batch, and relays each to its
+    /// client's flow. `WouldBlock` when none was queued after all.
+    fn relay_queued_datagrams(&mut self) -> io::Result<()> {
+        RECEIVE_BATCH.with_borrow_mut(|batch| {
+            batch.try_recv_batch(&self.host_socket)?;
+            for datagram in batch.iter() {
+                self.relay_to_backend(datagram);
+            }
+            Ok(())
+        })
+    }
+
+    /// Sends a client's datagram on from its flow's socket, opening the flow if it is new and
+    /// the table has room; otherwise the datagram is dropped.
+    fn relay_to_backend(&mut self, datagram: Datagram<'_>) {
+        let client = datagram.source;
+        let mapping_id = &self.mapping_id;
+        if datagram.truncated {
+            tracing::debug!(
+                mapping = %mapping_id,
+                "dropped a datagram from {client}: longer than {DATAGRAM_BUFFER_SIZE} bytes"
+            );
+            return;
+        }
+        if !self.flows.contains_key(&client) {
+            if self.flows.len() >= self.settings.max_flows {
+                if let Some(count) = self.table_full.occurrence() {
+                    tracing::warn!(
+                        mapping = %mapping_id,
+                        "udp flow table full ({} flows): dropped {count} datagrams from new clients",
+                        self.settings.max_flows
+                    );
+                }
+                return;
+            }
+            match open_flow(&self.host_socket, client, self.backend, self.epoch, &mut self.reply_tasks) {
+                Ok(flow) => {
+                    tracing::debug!(mapping = %mapping_id, "new udp flow from {client}");
+                    self.flows.insert(client, flow);
+                }
+                Err(e) => {
+                    if let Some(count) = self.flow_failures.occurrence() {
+                        tracing::warn!(
+                            mapping = %mapping_id,
+                            "cannot open udp flows to {} ({count} failures): {e}",
+                            self.backend
+                        );
+                    }
+                    return;
+                }
+            }
+        }
+        let flow = &self.flows[&client];
+        flow.last_active.touch();
+        if let Err(e) = send_now(&flow.backend, datagram.payload, None) {
+            tracing::debug!(mapping = %mapping_id, "dropped a datagram from {client} to {}: {e}", self.backend);
+        }
+    }
+}
+
+/// Opens the flow of `client`: a socket of its own connected to the backend, and the task that
+/// relays the backend's replies. Synchronous (a UDP bind and connect do not wait), so that it
+/// can run while the receive batch is borrowed.
+fn open_flow(
     host_socket: &Arc<UdpSocket>,
     client: SocketAddr,
     backend: SocketAddr,
@@ -162,9 +221,10 @@ async fn open_flow(
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
-    let backend_socket = UdpSocket::bind(unspecified).await?;
-    backend_socket.connect(backend).await?;
-    let backend_socket = Arc::new(backend_socket);
+    let backend_socket = std::net::UdpSocket::bind(unspecified)?;
+    backend_socket.connect(backend)?;
+    backend_socket.set_nonblocking(true)?;
+    let backend_socket = Arc::new(UdpSocket::from_std(backend_socket)?);
     let last_active = Arc::new(LastActive::new(epoch));
     let reply_task = reply_tasks.spawn(relay_replies(
         Arc::clone(&backend_socket),
@@ -188,6 +248,12 @@ fn send_now(socket: &UdpSocket, datagram: &[u8], target: Option<SocketAddr>) -> 
 }
 
 thread_local! {
+    /// The buffers every mapping of a runtime thread receives its clients' datagrams in, a
+    /// largest datagram each: 2 MiB of address space per thread instead of 64 KiB per mapping,
+    /// resident only as far as datagrams filled it. A mapping borrows it only between its host
+    /// socket turning readable and the datagrams being sent on, never across an await.
+    static RECEIVE_BATCH: RefCell<ReceiveBatch> =
+        RefCell::new(ReceiveBatch::new(RECEIVE_BATCH_SLOTS, DATAGRAM_BUFFER_SIZE));
     /// One datagram buffer per runtime thread for replies, instead of 64 KiB per flow; it is
     /// only borrowed between awaits.
     static REPLY_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0u8; DATAGRAM_BUFFER_SIZE]);

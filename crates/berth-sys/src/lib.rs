@@ -1,8 +1,10 @@
-//! The one berth crate allowed `unsafe`: Linux namespaces, mounts, sysctls and the set-up of a
-//! process that runs inside a sandbox. Every `unsafe` block carries a `// SAFETY:` line. Nothing
-//! here knows about networks or the store; callers pass paths and names.
+//! The one berth crate allowed `unsafe`: Linux namespaces, mounts, sysctls, the set-up of a
+//! process that runs inside a sandbox, and batched UDP I/O (`recvmmsg`/`sendmmsg`). Every
+//! `unsafe` block carries a `// SAFETY:` line. Nothing here knows about networks or the store;
+//! callers pass paths, names and sockets.
 
 pub mod fdpass;
 pub mod netns;
 pub mod process;
 pub mod sysctl;
+pub mod udp_batch;
