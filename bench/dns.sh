@@ -58,35 +58,13 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-say() { printf '==> %s\n' "$*" >&2; }
-warn() { printf 'warning: %s\n' "$*" >&2; }
-
-peers_dir=target/bench-peers
-find_aardvark() {
-    local candidate
-    for candidate in "$(command -v aardvark-dns 2>/dev/null || true)" /usr/lib/podman/aardvark-dns \
-        /usr/libexec/podman/aardvark-dns "$peers_dir/aardvark-dns/usr/lib/podman/aardvark-dns"; do
-        if [ -n "$candidate" ] && [ -x "$candidate" ]; then
-            echo "$candidate"
-            return
-        fi
-    done
-}
+source bench/lib.sh
+find_aardvark() { find_peer_binary aardvark-dns aardvark-dns usr/lib/podman/aardvark-dns; }
 
 # --- Outside the throwaway host: fetch the peer (never run it here). ----------------------------
 if [ "$prepare" = 1 ]; then
     if [ "$install_peers" = 1 ] && [ -z "$(find_aardvark)" ]; then
-        say "fetching Debian's aardvark-dns (extracted into $peers_dir/, not installed)"
-        tmp=$(mktemp -d /tmp/berth-bench-peers.XXXXXX)
-        trap 'rm -rf "$tmp"' EXIT
-        if ! (cd "$tmp" && apt-get download aardvark-dns) >&2; then
-            apt-get update >&2
-            (cd "$tmp" && apt-get download aardvark-dns) >&2
-        fi
-        mkdir -p "$peers_dir/aardvark-dns"
-        dpkg-deb --fsys-tarfile "$tmp"/aardvark-dns_*.deb | tar -x -C "$peers_dir/aardvark-dns" ./usr/lib/podman/aardvark-dns
-        basename "$tmp"/aardvark-dns_*.deb >"$peers_dir/aardvark-dns/package"
-        say "aardvark-dns: $peers_dir/aardvark-dns/usr/lib/podman/aardvark-dns ($(cat "$peers_dir/aardvark-dns/package"))"
+        fetch_peer_binary aardvark-dns usr/lib/podman/aardvark-dns
     fi
     exit 0
 fi
@@ -108,8 +86,7 @@ if [ -z "$aardvark" ]; then
     aardvark_note="not installed (Debian package aardvark-dns; rerun with --install-peers to fetch it)"
     warn "aardvark-dns $aardvark_note; its column is skipped"
 else
-    aardvark_package=$(cat "$peers_dir/aardvark-dns/package" 2>/dev/null ||
-        dpkg-query -W -f='aardvark-dns ${Version}' aardvark-dns 2>/dev/null || true)
+    aardvark_package=$(peer_package aardvark-dns)
 fi
 
 # Everything started in the background is stopped on the way out, whatever happens (the pid
@@ -127,18 +104,8 @@ trap cleanup EXIT
 
 # --- The topology of TESTING.md: host 192.0.2.1 (lan0) <-> LAN peer 192.0.2.2 (eth0), which
 # also holds 192.0.2.53, the upstream resolver. ---------------------------------------------------
-ip link set lo up
-unshare --net sh -c 'echo $$ >"$1"; exec sleep infinity' sh "$work/peer.pid" &
-for _ in $(seq 100); do [ -s "$work/peer.pid" ] && break; sleep 0.05; done
-peer=$(cat "$work/peer.pid")
-inpeer() { nsenter --net="/proc/$peer/ns/net" -- "$@"; }
-ip link add lan0 type veth peer name eth0 netns "$peer"
-ip addr add 192.0.2.1/24 dev lan0
-ip link set lan0 up
-inpeer ip link set lo up
-inpeer ip addr add 192.0.2.2/24 dev eth0
+start_lan_peer "$work"
 inpeer ip addr add 192.0.2.53/24 dev eth0
-inpeer ip link set eth0 up
 
 # --- The fake upstream resolver in the peer, and this host's resolv.conf pointing at it. --------
 upstream=192.0.2.53
@@ -158,11 +125,7 @@ mount --bind "$work/resolv.conf" /etc/resolv.conf
     { echo "bench/dns.sh: the upstream at $upstream:53 does not answer" >&2; exit 1; }
 
 # --- berthd, network n1 and two sandboxes. ------------------------------------------------------
-target/release/berthd --data-root "$work/data" --exec-root "$work/run" --socket "$sock" \
-    --log-level warn 2>"$work/berthd.log" &
-berthd_pid=$!
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
-[ -S "$sock" ] || { echo "berthd did not start:" >&2; cat "$work/berthd.log" >&2; exit 1; }
+start_berthd "$work"
 
 network=n1
 berth network create --subnet 10.95.0.0/24 "$network" >/dev/null

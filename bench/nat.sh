@@ -33,27 +33,14 @@ done
 work=${BERTH_BENCH_WORK:?bench/nat.sh: started without BERTH_BENCH_WORK (use bench/run.sh nat)}
 sock=$work/berth.sock
 berth() { target/release/berth --socket "$sock" "$@"; }
-say() { printf '==> %s\n' "$*" >&2; }
+source bench/lib.sh
 
 # --- The topology of TESTING.md: host 192.0.2.1 (lan0) <-> LAN peer 192.0.2.2 (eth0). ---------
-ip link set lo up
-unshare --net sh -c 'echo $$ >"$1"; exec sleep infinity' sh "$work/peer.pid" &
-for _ in $(seq 100); do [ -s "$work/peer.pid" ] && break; sleep 0.05; done
-peer=$(cat "$work/peer.pid")
-inpeer() { nsenter --net="/proc/$peer/ns/net" -- "$@"; }
-ip link add lan0 type veth peer name eth0 netns "$peer"
-ip addr add 192.0.2.1/24 dev lan0
-ip link set lan0 up
+start_lan_peer "$work"
 ip route add default via 192.0.2.2 dev lan0
-inpeer ip link set lo up
-inpeer ip addr add 192.0.2.2/24 dev eth0
-inpeer ip link set eth0 up
 
 # --- berthd, a network and an iperf3 server in a sandbox, published on 5201. -------------------
-target/release/berthd --data-root "$work/data" --exec-root "$work/run" --socket "$sock" \
-    --log-level warn 2>"$work/berthd.log" &
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
-[ -S "$sock" ] || { echo "berthd did not start:" >&2; cat "$work/berthd.log" >&2; exit 1; }
+start_berthd "$work"
 
 subnet=10.90.0.0/24
 berth network create --subnet "$subnet" benchnet >/dev/null

@@ -51,35 +51,13 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-say() { printf '==> %s\n' "$*" >&2; }
-warn() { printf 'warning: %s\n' "$*" >&2; }
-
-peers_dir=target/bench-peers
-find_docker_proxy() {
-    local candidate
-    for candidate in "$(command -v docker-proxy 2>/dev/null || true)" /usr/sbin/docker-proxy /usr/bin/docker-proxy \
-        /usr/libexec/docker/docker-proxy "$peers_dir/docker.io/usr/sbin/docker-proxy"; do
-        if [ -n "$candidate" ] && [ -x "$candidate" ]; then
-            echo "$candidate"
-            return
-        fi
-    done
-}
+source bench/lib.sh
+find_docker_proxy() { find_peer_binary docker-proxy docker.io usr/sbin/docker-proxy; }
 
 # --- Outside the throwaway host: fetch the peer (never run it here). ----------------------------
 if [ "$prepare" = 1 ]; then
     if [ "$install_peers" = 1 ] && [ -z "$(find_docker_proxy)" ]; then
-        say "fetching Debian's docker.io for docker-proxy (extracted into $peers_dir/, not installed)"
-        tmp=$(mktemp -d /tmp/berth-bench-peers.XXXXXX)
-        trap 'rm -rf "$tmp"' EXIT
-        if ! (cd "$tmp" && apt-get download docker.io) >&2; then
-            apt-get update >&2
-            (cd "$tmp" && apt-get download docker.io) >&2
-        fi
-        mkdir -p "$peers_dir/docker.io"
-        dpkg-deb --fsys-tarfile "$tmp"/docker.io_*.deb | tar -x -C "$peers_dir/docker.io" ./usr/sbin/docker-proxy
-        basename "$tmp"/docker.io_*.deb >"$peers_dir/docker.io/package"
-        say "docker-proxy: $peers_dir/docker.io/usr/sbin/docker-proxy ($(cat "$peers_dir/docker.io/package"))"
+        fetch_peer_binary docker.io usr/sbin/docker-proxy
     fi
     exit 0
 fi
@@ -104,10 +82,7 @@ ip link set lo up
 # port above the ports published here; TIME_WAIT reuse for outgoing connections).
 sysctl -qw net.ipv4.ip_local_port_range="32768 65535" net.ipv4.tcp_tw_reuse=1
 
-target/release/berthd --data-root "$work/data" --exec-root "$work/run" --socket "$sock" \
-    --log-level warn 2>"$work/berthd.log" &
-for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
-[ -S "$sock" ] || { echo "berthd did not start:" >&2; cat "$work/berthd.log" >&2; exit 1; }
+start_berthd "$work"
 
 subnet=10.93.0.0/24
 berth network create --subnet "$subnet" benchnet >/dev/null
@@ -245,7 +220,7 @@ fi
 mkdir -p bench/results
 file="bench/results/proxy-$(date -u +%Y%m%dT%H%M%SZ).json"
 python3 - "$file" "$samples" "$publish" "$listeners" "$docker_sample" "$rounds" "$seconds" "$ports" "${docker_proxy:-}" "$docker_note" \
-    "$(cat "$peers_dir/docker.io/package" 2>/dev/null || true)" "$load_before" "$load_after" <<'PY'
+    "$(peer_package docker.io)" "$load_before" "$load_after" <<'PY'
 import json, os, statistics, sys
 file, samples_path, publish, listeners, docker_sample, rounds, seconds, ports, dp_path, dp_note, dp_package, load_before, load_after = sys.argv[1:]
 publish, docker_sample = json.loads(publish), json.loads(docker_sample)

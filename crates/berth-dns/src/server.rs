@@ -21,13 +21,15 @@
 use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use berth_sys::udp_batch::{send_batch, Datagram, ReceiveBatch};
 use hickory_proto::op::{Message, ResponseCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::{JoinHandle, JoinSet};
+
+use berth_sys::log_throttle::LogThrottle;
 
 use crate::directory::Directory;
 use crate::forward::{forward_tcp, forward_udp, read_header_and_questions, MAX_MESSAGE_SIZE};
@@ -175,7 +177,7 @@ impl Resolver {
     async fn serve_udp(self: Arc<Self>, sandbox_id: Arc<str>, socket: UdpSocket) {
         let socket = Arc::new(socket);
         let mut forwards = JoinSet::new();
-        let mut limit_warning = Throttle::new(LIMIT_WARNING_INTERVAL);
+        let mut limit_warning = LogThrottle::new(LIMIT_WARNING_INTERVAL);
         let mut replies = Vec::new();
         loop {
             let received = match socket.readable().await {
@@ -221,7 +223,7 @@ impl Resolver {
         socket: &Arc<UdpSocket>,
         query: Datagram<'_>,
         forwards: &mut JoinSet<()>,
-        limit_warning: &mut Throttle,
+        limit_warning: &mut LogThrottle,
         replies: &mut Vec<(Vec<u8>, SocketAddr)>,
     ) {
         let client = query.source;
@@ -277,7 +279,7 @@ impl Resolver {
     /// The TCP accept loop of one sandbox; it owns the tasks of its connections.
     async fn serve_tcp(self: Arc<Self>, sandbox_id: Arc<str>, listener: TcpListener) {
         let mut connections = JoinSet::new();
-        let mut limit_warning = Throttle::new(LIMIT_WARNING_INTERVAL);
+        let mut limit_warning = LogThrottle::new(LIMIT_WARNING_INTERVAL);
         loop {
             let (stream, client) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -415,31 +417,6 @@ fn server_failure(query: &[u8]) -> Option<Vec<u8>> {
     reply.to_vec().ok()
 }
 
-/// Rate limiting for a warning that can repeat thousands of times a second: one line per
-/// interval, saying how many occurrences it stands for.
-struct Throttle {
-    interval: Duration,
-    last_report: Option<Instant>,
-    unreported: u64,
-}
-
-impl Throttle {
-    fn new(interval: Duration) -> Self {
-        Self { interval, last_report: None, unreported: 0 }
-    }
-
-    /// Counts one occurrence; how many the caller's line should report when one is due.
-    fn occurrence(&mut self) -> Option<u64> {
-        self.unreported += 1;
-        let now = Instant::now();
-        if self.last_report.is_some_and(|last| now.duration_since(last) < self.interval) {
-            return None;
-        }
-        self.last_report = Some(now);
-        Some(std::mem::take(&mut self.unreported))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use hickory_proto::op::{MessageType, OpCode, Query};
@@ -468,16 +445,5 @@ mod tests {
     fn server_failure_needs_a_header() {
         assert_eq!(server_failure(&[0x12, 0x34, 0x01]), None);
         assert_eq!(server_failure(&[]), None);
-    }
-
-    #[test]
-    fn throttle_reports_once_per_interval_with_the_count() {
-        let mut throttle = Throttle::new(Duration::from_millis(50));
-        assert_eq!(throttle.occurrence(), Some(1));
-        for _ in 0..9 {
-            assert_eq!(throttle.occurrence(), None);
-        }
-        std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(throttle.occurrence(), Some(10));
     }
 }

@@ -6,7 +6,6 @@
 //! control loop; it does no relaying itself.
 
 mod control;
-mod log_throttle;
 mod mappings;
 mod tcp;
 mod udp;

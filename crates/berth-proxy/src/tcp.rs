@@ -18,7 +18,7 @@ use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
-use crate::log_throttle::LogThrottle;
+use berth_sys::log_throttle::LogThrottle;
 
 /// How long the backend has to accept a connection before the client is reset.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

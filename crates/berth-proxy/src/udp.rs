@@ -25,7 +25,7 @@ use tokio::net::UdpSocket;
 use tokio::task::{AbortHandle, JoinSet};
 use tokio::time::Instant;
 
-use crate::log_throttle::LogThrottle;
+use berth_sys::log_throttle::LogThrottle;
 
 /// Room for the largest datagram (65,507 bytes over IPv4, 65,527 over IPv6).
 const DATAGRAM_BUFFER_SIZE: usize = 64 * 1024;

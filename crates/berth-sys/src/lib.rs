@@ -1,9 +1,11 @@
 //! The one berth crate allowed `unsafe`: Linux namespaces, mounts, sysctls, the set-up of a
-//! process that runs inside a sandbox, and batched UDP I/O (`recvmmsg`/`sendmmsg`). Every
+//! process that runs inside a sandbox, batched UDP I/O (`recvmmsg`/`sendmmsg`), and the
+//! throttle for warnings that socket loops can hit thousands of times a second. Every
 //! `unsafe` block carries a `// SAFETY:` line. Nothing here knows about networks or the store;
 //! callers pass paths, names and sockets.
 
 pub mod fdpass;
+pub mod log_throttle;
 pub mod netns;
 pub mod process;
 pub mod sysctl;

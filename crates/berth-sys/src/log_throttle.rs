@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+#[derive(Debug)]
 pub struct LogThrottle {
     interval: Duration,
     last_report: Option<Instant>,
