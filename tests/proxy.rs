@@ -701,3 +701,47 @@ fn without_the_userland_proxy_loopback_goes_through_dnat_and_stays_off_the_lan()
     // crafting to the host's address on 5301 arrives (the control).
     peer.assert_crafted_loopback_dropped(5300, 5301, || std::fs::read_to_string(&log).unwrap_or_default());
 }
+
+#[test]
+fn userland_proxy_only_serves_every_address_without_kernel_dnat() {
+    if !privileged() {
+        return;
+    }
+    binary_path("berth-proxy");
+    let (host, peer) = TestHost::with_lan_peer(&["--userland-proxy-only"]);
+    host.berth_ok(&["network", "create", "--subnet", "10.86.0.0/24", "n1"]);
+    host.serve("web", "n1", &["8080:80", "8080:80/udp"], &py::addr_echo_server("0.0.0.0", &[80]));
+    let proxy_source = gateway(&host, "web", "n1");
+    // From the LAN, TCP and UDP reach the sandbox through the proxy: the sandbox sees the
+    // proxy's address on the bridge, not the peer's (with kernel DNAT it would see 192.0.2.2).
+    let tcp = peer.python_ok(&py::tcp_client(berth_integration::HOST_LAN_IP, 8080, "lan-tcp"));
+    assert_eq!(tcp, format!("{proxy_source}|lan-tcp"), "proxy log:\n{}", proxy_log(&host));
+    let udp = peer.python_ok(&py::udp_client(berth_integration::HOST_LAN_IP, 8080, "lan-udp"));
+    assert_eq!(udp, format!("{proxy_source}|lan-udp"));
+    // Loopback too, as always.
+    assert_eq!(fetch(&host, "127.0.0.1", 8080, "loop"), format!("{proxy_source}|loop"));
+    // berth's table has no DNAT element for the mapping; masquerade and isolation stay.
+    let table = host.berth_table();
+    let elements: usize = berth_integration::nft::element_counts(&table)
+        .iter()
+        .filter(|(name, _)| name.starts_with("dnat_"))
+        .map(|(_, count)| count)
+        .sum();
+    assert_eq!(elements, 0, "DNAT map elements with --userland-proxy-only: {table}");
+    // The mode needs the proxy: berthd refuses to start without it, in one line.
+    let lonely = TestHost::without_daemon();
+    let started = lonely
+        .command(binary_path("berthd"))
+        .args(["--userland-proxy=false", "--userland-proxy-only", "--socket"])
+        .arg(lonely.socket())
+        .arg("--data-root")
+        .arg(lonely.dir().join("data"))
+        .arg("--exec-root")
+        .arg(lonely.dir().join("run"))
+        .output()
+        .unwrap();
+    assert!(!started.status.success());
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert!(stderr.contains("--userland-proxy-only needs the userland proxy"), "{stderr}");
+    assert!(!lonely.socket().exists());
+}

@@ -53,6 +53,11 @@ struct Args {
     /// Serve host-loopback (and IPv6-to-IPv4) access to published ports with berth-proxy.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
     userland_proxy: bool,
+    /// Serve published ports on every host address with the userland proxy only, with no
+    /// kernel DNAT (for hosts where berth must not write NAT rules for them; sandboxes then see
+    /// the proxy, not the client, as the source).
+    #[arg(long)]
+    userland_proxy_only: bool,
     /// The berth-proxy binary (default: next to berthd's own).
     #[arg(long)]
     userland_proxy_path: Option<PathBuf>,
@@ -88,6 +93,9 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if args.userland_proxy_only && !args.userland_proxy {
+        bail!("--userland-proxy-only needs the userland proxy (--userland-proxy=true)");
+    }
     std::fs::create_dir_all(&args.data_root)
         .with_context(|| format!("cannot create data root {}", args.data_root.display()))?;
     let store = berth_store::Store::open(&args.data_root.join("state.redb"))?;
@@ -126,7 +134,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     let controller = Arc::new(
-        Controller::start(store, Paths::new(&args.data_root, &args.exec_root), firewall, proxy, resolver, default_network)
+        Controller::start(store, Paths::new(&args.data_root, &args.exec_root), firewall, proxy, resolver, default_network, args.userland_proxy_only)
             .await
             .context("cannot start")?,
     );

@@ -82,6 +82,9 @@ struct State {
     reservations: HashMap<String, Vec<ports::Reservation>>,
     /// The embedded resolver's listeners, by sandbox id.
     resolver_listeners: HashMap<String, SandboxListener>,
+    /// Whether published ports get kernel DNAT; false with `--userland-proxy-only`, where the
+    /// proxy serves every address. A daemon setting, kept across reconcile.
+    kernel_dnat: bool,
 }
 
 impl State {
@@ -201,12 +204,13 @@ impl Controller {
         proxy: Option<ProxyClient>,
         resolver: Arc<Resolver>,
         default_network: Option<DefaultNetwork>,
+        proxy_only: bool,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&paths.sandboxes_dir)?;
         berth_sys::netns::prepare_netns_dir(&paths.netns_dir)?;
         let host = Netlink::connect()?;
         let controller = Self {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State { kernel_dnat: !proxy_only, ..State::default() }),
             store,
             bridge: BridgeDriver::new(host.clone()),
             firewall: BlockingFirewall(firewall),

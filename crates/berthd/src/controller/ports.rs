@@ -99,13 +99,16 @@ impl State {
 
     /// DNAT entries for a sandbox's mappings: to its address of each family on its first
     /// non-internal network. An IPv6 host address in front of an IPv4-only sandbox gets no entry
-    /// (that path is the userland proxy's).
+    /// (that path is the userland proxy's). None at all with `--userland-proxy-only`.
     pub(super) fn sandbox_dnats(&self, sandbox: &SandboxRecord) -> Vec<Dnat> {
         self.dnats_for(sandbox, &sandbox.ports)
     }
 
     /// DNAT entries for some of a sandbox's mappings (see [`Self::sandbox_dnats`]).
     fn dnats_for(&self, sandbox: &SandboxRecord, mappings: &[PortMapping]) -> Vec<Dnat> {
+        if !self.kernel_dnat {
+            return Vec::new();
+        }
         let endpoint = sandbox
             .endpoints
             .iter()

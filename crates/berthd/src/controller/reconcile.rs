@@ -26,7 +26,7 @@ impl Controller {
     pub(super) async fn reconcile(&self, default_network: Option<DefaultNetwork>) -> anyhow::Result<()> {
         let snapshot = self.store.load()?;
         let mut state = self.state.lock().await;
-        *state = State::default();
+        *state = State { kernel_dnat: state.kernel_dnat, ..State::default() };
         for network in snapshot.networks {
             if let Err(e) = self.bridge.create_network(&network).await {
                 tracing::error!(network = %network.name, "cannot restore network: {e}");
