@@ -53,6 +53,10 @@ if [ "${1:-}" = "--inside" ]; then
 
     step "bringing lo up in the throwaway host"
     show ip link set lo up
+    # The host's resolvers are not the throwaway host's: berthd would forward names that are not
+    # berth's to them. In this mount namespace only, resolv.conf names none.
+    printf '# the demo host has no upstream resolver\n' >"$workdir/resolv.conf"
+    mount --bind "$workdir/resolv.conf" /etc/resolv.conf
 
     step "starting berthd in the throwaway network namespace (log: $log)"
     printf '$ %s\n' "berthd --data-root $workdir/data --exec-root $workdir/exec --socket $BERTH_SOCKET &"
@@ -89,9 +93,9 @@ if [ "${1:-}" = "--inside" ]; then
     $served || fail "nothing answered on http://10.77.0.10/ within 10 s"
     echo "http://10.77.0.10/ answers"
 
-    step "fetching the page from a second sandbox on the same network"
-    printf '$ %s\n' "berth run --rm --name fetcher --network demo -- curl -sS http://10.77.0.10/"
-    page=$(berth run --rm --name fetcher --network demo -- curl -sS -m 5 http://10.77.0.10/) ||
+    step "fetching the page from a second sandbox on the same network, by name (embedded DNS)"
+    printf '$ %s\n' "berth run --rm --name fetcher --network demo -- curl -sS http://web/"
+    page=$(berth run --rm --name fetcher --network demo -- curl -sS -m 5 http://web/) ||
         fail "the fetch from sandbox fetcher failed (exit status $?)"
     printf '%s\n' "$page"
     grep -qF "$marker" <<<"$page" || fail "the fetched page is not the one sandbox web serves"
