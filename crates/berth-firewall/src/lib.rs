@@ -24,7 +24,7 @@ use ipnet::IpNet;
 pub use events::watch_changes;
 pub use nft::NftFirewall;
 pub use none::NoFirewall;
-pub use resolver_redirect::{redirect_resolver, remove_resolver_redirect, RESOLVER_TABLE};
+pub use resolver_redirect::{redirect_resolver, RESOLVER_TABLE};
 
 /// What the firewall must do for one bridge network.
 #[derive(Debug, Clone, PartialEq, Eq)]

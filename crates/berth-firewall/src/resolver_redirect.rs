@@ -13,24 +13,20 @@ use crate::FirewallError;
 pub const RESOLVER_TABLE: &str = "ip berth-dns";
 
 /// Makes `address`:53 (UDP and TCP) lead to `address`:`udp_port` and `address`:`tcp_port`,
-/// replacing whatever the table held, in one batch.
+/// replacing the rules the chain held, in one batch. The table and its hooked chain are declared
+/// (kept when they exist) and only the chain's rules are replaced: removing a hooked chain makes
+/// the kernel wait for a grace period (measured: 4 ms for this script in a fresh namespace,
+/// 14-16 ms when the table is deleted and made again in the same batch).
 pub fn redirect_resolver(address: Ipv4Addr, udp_port: u16, tcp_port: u16) -> Result<(), FirewallError> {
     let script = format!(
-        "table {RESOLVER_TABLE}\n\
-         delete table {RESOLVER_TABLE}\n\
-         table {RESOLVER_TABLE} {{\n\
+        "table {RESOLVER_TABLE} {{\n\
          \tchain output {{\n\
          \t\ttype nat hook output priority -100; policy accept;\n\
-         \t\tip daddr {address} udp dport 53 dnat to {address}:{udp_port}\n\
-         \t\tip daddr {address} tcp dport 53 dnat to {address}:{tcp_port}\n\
          \t}}\n\
-         }}\n"
+         }}\n\
+         flush chain {RESOLVER_TABLE} output\n\
+         add rule {RESOLVER_TABLE} output ip daddr {address} udp dport 53 dnat to {address}:{udp_port}\n\
+         add rule {RESOLVER_TABLE} output ip daddr {address} tcp dport 53 dnat to {address}:{tcp_port}\n"
     );
     run_script(&format!("redirect {address}:53 to the embedded resolver"), &script)
-}
-
-/// Removes the table (absent is fine).
-pub fn remove_resolver_redirect() -> Result<(), FirewallError> {
-    let script = format!("table {RESOLVER_TABLE}\ndelete table {RESOLVER_TABLE}\n");
-    run_script("remove the embedded resolver's redirect", &script)
 }

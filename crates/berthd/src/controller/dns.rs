@@ -89,17 +89,23 @@ impl Controller {
         if sandbox.resolver.is_some() || !state.wants_resolver(sandbox) {
             return Ok(None);
         }
-        let (listener, ports) = self.open_resolver(sandbox, None)?;
+        let (listener, ports) = self.open_resolver(sandbox, None, false)?;
         sandbox.resolver = Some(ports);
         Ok(Some(listener))
     }
 
     /// Opens the listener of `sandbox` inside its namespace, on `preferred` ports when they are
-    /// free, and points the redirect at the ports it got.
-    pub(super) fn open_resolver(&self, sandbox: &SandboxRecord, preferred: Option<ResolverPorts>) -> Result<(SandboxListener, ResolverPorts)> {
+    /// free, and points the redirect at the ports it got when they are not the preferred ones or
+    /// `rewrite_redirect` says the redirect may be missing (a namespace made anew).
+    pub(super) fn open_resolver(
+        &self,
+        sandbox: &SandboxRecord,
+        preferred: Option<ResolverPorts>,
+        rewrite_redirect: bool,
+    ) -> Result<(SandboxListener, ResolverPorts)> {
         let netns = Path::new(&sandbox.netns_path).to_owned();
         let opened = tokio::task::block_in_place(|| {
-            berth_sys::netns::run_in_netns(&netns, move || open_resolver_sockets(preferred))
+            berth_sys::netns::run_in_netns(&netns, move || open_resolver_sockets(preferred, rewrite_redirect))
         })
         .map_err(|e| Error::Internal(format!("cannot open the resolver of sandbox {}: {e}", sandbox.name)))?;
         let (udp, tcp, ports) = opened.map_err(|e| Error::Internal(format!("cannot open the resolver of sandbox {}: {e}", sandbox.name)))?;
@@ -117,8 +123,12 @@ impl Controller {
 }
 
 /// Runs inside the sandbox's namespace: binds UDP and TCP on the resolver address (the
-/// preferred ports first) and writes the redirect from port 53 to them.
-fn open_resolver_sockets(preferred: Option<ResolverPorts>) -> std::result::Result<(UdpSocket, TcpListener, ResolverPorts), String> {
+/// preferred ports first) and writes the redirect from port 53 to them unless it already leads
+/// there (same ports, and the caller knows the namespace kept its table).
+fn open_resolver_sockets(
+    preferred: Option<ResolverPorts>,
+    rewrite_redirect: bool,
+) -> std::result::Result<(UdpSocket, TcpListener, ResolverPorts), String> {
     let at = |port| SocketAddrV4::new(RESOLVER_ADDRESS, port);
     let udp = preferred
         .and_then(|p| UdpSocket::bind(at(p.udp)).ok())
@@ -133,7 +143,9 @@ fn open_resolver_sockets(preferred: Option<ResolverPorts>) -> std::result::Resul
     for socket_nonblocking in [udp.set_nonblocking(true), tcp.set_nonblocking(true)] {
         socket_nonblocking.map_err(|e| format!("cannot make the resolver sockets non-blocking: {e}"))?;
     }
-    berth_firewall::redirect_resolver(RESOLVER_ADDRESS, ports.udp, ports.tcp).map_err(|e| e.to_string())?;
+    if rewrite_redirect || preferred != Some(ports) {
+        berth_firewall::redirect_resolver(RESOLVER_ADDRESS, ports.udp, ports.tcp).map_err(|e| e.to_string())?;
+    }
     Ok((udp, tcp, ports))
 }
 

@@ -71,6 +71,7 @@ impl Controller {
     async fn restore_sandbox(&self, state: &mut State, mut sandbox: SandboxRecord) {
         let netns = sandbox.netns_path.clone();
         let mut changed = false;
+        let mut recreated_netns = false;
         match sandbox.mode.clone() {
             SandboxMode::Host => {
                 let current = daemon_netns_path();
@@ -95,6 +96,7 @@ impl Controller {
                     return;
                 }
                 tracing::info!(sandbox = %sandbox.name, "recreated its namespace");
+                recreated_netns = true;
             }
             _ => {}
         }
@@ -115,7 +117,7 @@ impl Controller {
         }
         let mut rewrite_files = !sandbox_files_exist(&sandbox);
         if sandbox.resolver.is_some() || state.wants_resolver(&sandbox) {
-            match self.open_resolver(&sandbox, sandbox.resolver) {
+            match self.open_resolver(&sandbox, sandbox.resolver, recreated_netns) {
                 Ok((listener, ports)) => {
                     if sandbox.resolver != Some(ports) {
                         rewrite_files |= sandbox.resolver.is_none();
