@@ -286,3 +286,23 @@ for i in range(20000):\n  s.sendto(os.urandom(40) if i%2 else q[:17],('127.0.0.1
     assert!(tcp_back.is_some(), "the stalled TCP clients were never dropped");
     assert!(host.berth(&["version"]).status.success(), "berthd died");
 }
+
+#[test]
+fn a_namespace_made_anew_on_restart_gets_its_resolver_back() {
+    if !privileged() {
+        return;
+    }
+    let mut host = TestHost::new(&[]);
+    host.berth_ok(&["network", "create", "n1"]);
+    // `a` runs nothing, so its namespace lives only through berth's pin.
+    host.berth_ok(&["run", "-d", "--name", "a", "--network", "n1", "--", "true"]);
+    run(&host, "b", &["--network", "n1", "--network-alias", "bee"]);
+    let netns = host.inspect("a")["NetworkSettings"]["SandboxKey"].as_str().unwrap().to_owned();
+    assert!(host.stop_daemon());
+    // The namespace disappears while berthd is down; the next start makes it anew, with its
+    // endpoint, its resolver listener and the redirect inside it.
+    host.sh_ok(&format!("umount {netns} && rm {netns}"));
+    host.start_daemon(&[]);
+    assert!(host.daemon_log().contains("recreated its namespace"));
+    assert_eq!(short(&host, "a", "bee"), vec![host.ip_of("b", "n1")]);
+}
