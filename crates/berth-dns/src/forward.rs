@@ -54,11 +54,12 @@ impl ExpectedReply {
 /// readable header and question.
 pub async fn forward_udp(query: &[u8], upstreams: &[SocketAddr], timeout: Duration) -> Option<Vec<u8>> {
     let expected = expected_reply_of(query)?;
-    let mut buffer = vec![0; MAX_MESSAGE_SIZE];
+    // Filled by the kernel without being zeroed first, and handed on as the reply.
+    let mut buffer = Vec::with_capacity(MAX_MESSAGE_SIZE);
     for &upstream in upstreams {
         match ask_over_udp(query, &expected, upstream, timeout, &mut buffer).await {
-            Ok(Some(length)) => return Some(buffer[..length].to_vec()),
-            Ok(None) => tracing::debug!(%upstream, ?timeout, "no reply from upstream over UDP in time"),
+            Ok(true) => return Some(buffer),
+            Ok(false) => tracing::debug!(%upstream, ?timeout, "no reply from upstream over UDP in time"),
             Err(error) => tracing::debug!(%upstream, %error, "forwarding over UDP failed"),
         }
     }
@@ -95,14 +96,14 @@ fn expected_reply_of(query: &[u8]) -> Option<ExpectedReply> {
     expected
 }
 
-/// One UDP exchange with `upstream`: the reply's length in `buffer`, or None at the deadline.
+/// One UDP exchange with `upstream`: true with the reply in `buffer`, false at the deadline.
 async fn ask_over_udp(
     query: &[u8],
     expected: &ExpectedReply,
     upstream: SocketAddr,
     timeout: Duration,
-    buffer: &mut [u8],
-) -> io::Result<Option<usize>> {
+    buffer: &mut Vec<u8>,
+) -> io::Result<bool> {
     let deadline = Instant::now() + timeout;
     let local: SocketAddr = match upstream {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
@@ -112,12 +113,13 @@ async fn ask_over_udp(
     socket.connect(upstream).await?;
     socket.send(query).await?;
     loop {
-        let Ok(received) = tokio::time::timeout_at(deadline, socket.recv(buffer)).await else {
-            return Ok(None);
+        buffer.clear();
+        let Ok(received) = tokio::time::timeout_at(deadline, socket.recv_buf(buffer)).await else {
+            return Ok(false);
         };
         let length = received?;
-        if expected.matches(&buffer[..length]) {
-            return Ok(Some(length));
+        if expected.matches(buffer) {
+            return Ok(true);
         }
         tracing::debug!(%upstream, length, "ignoring a datagram that does not answer the query");
     }
