@@ -195,7 +195,7 @@ fn records_follow_connect_disconnect_and_remove() {
     assert_eq!(short(&host, "visitor", "server"), vec![host.ip_of("server", "n1")]);
     // A sandbox that gets its first user-defined network late gets the resolver then.
     run(&host, "late", &[]);
-    host.berth_ok(&["network", "connect", "--alias", "latecomer", "n1", "late"]);
+    host.berth_ok(&["network", "connect", "--network-alias", "latecomer", "n1", "late"]);
     let resolv = String::from_utf8_lossy(&host.exec("late", "cat /etc/resolv.conf").stdout).into_owned();
     assert!(resolv.starts_with("nameserver 127.0.0.11\n"), "{resolv}");
     assert_eq!(short(&host, "late", "server"), vec![host.ip_of("server", "n1")]);

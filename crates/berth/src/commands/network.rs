@@ -84,8 +84,9 @@ pub struct ConnectArgs {
     /// IPv6 address of the sandbox on this network
     #[arg(long, value_name = "IP")]
     ip6: Option<Ipv6Addr>,
-    /// A further name of the sandbox on this network (repeatable)
-    #[arg(long = "alias", value_name = "NAME")]
+    /// A further name of the sandbox on this network, for the embedded DNS (repeatable;
+    /// `--network-alias` as with `berth run`)
+    #[arg(long = "alias", visible_alias = "network-alias", value_name = "NAME")]
     aliases: Vec<String>,
     /// Name or id of the network
     network: String,
