@@ -4,7 +4,7 @@
 //! This file holds the model ([`Ruleset`], [`NetworkPolicy`], [`Dnat`]), the [`Firewall`] trait
 //! and [`select`], which picks an implementation: [`NftFirewall`] (one table, `inet berth`) or
 //! [`NoFirewall`]. [`watch_changes`] tells the daemon when anything in nftables changed so it
-//! can check [`Firewall::matches`] and re-apply. [`redirect_resolver`] is the one rule berth puts
+//! can check [`Firewall::matches`] and re-apply. [`start_resolver_redirect`] is the one rule berth puts
 //! inside a sandbox's own namespace (for the embedded DNS). Nothing here knows about the store, IPAM or
 //! links, and nothing here ever touches a table other than berth's own.
 
@@ -22,9 +22,9 @@ use berth_types::{PortProtocol, PortRange};
 use ipnet::IpNet;
 
 pub use events::watch_changes;
-pub use nft::NftFirewall;
+pub use nft::{NftFirewall, NftRun};
 pub use none::NoFirewall;
-pub use resolver_redirect::{redirect_resolver, RESOLVER_TABLE};
+pub use resolver_redirect::{start_resolver_redirect, RESOLVER_TABLE};
 
 /// What the firewall must do for one bridge network.
 #[derive(Debug, Clone, PartialEq, Eq)]

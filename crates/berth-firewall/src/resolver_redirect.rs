@@ -1,12 +1,13 @@
 //! The one nftables table berth puts inside a sandbox's own namespace, `ip berth-dns`: queries the
 //! sandbox sends to the embedded resolver's address on port 53 are DNATed to the ports berthd's
 //! listener for that sandbox holds (Docker does the same with iptables), so port 53 stays free
-//! for the sandbox's own programs. Replies are un-NATed by conntrack. The caller runs these
-//! functions on a thread that has entered the sandbox's namespace: `nft` inherits it.
+//! for the sandbox's own programs. Replies are un-NATed by conntrack. The caller starts it on a
+//! thread that has entered the sandbox's namespace (`nft` inherits it) and may wait for it
+//! elsewhere, doing other work meanwhile.
 
 use std::net::Ipv4Addr;
 
-use crate::nft::run_script;
+use crate::nft::NftRun;
 use crate::FirewallError;
 
 /// The table, as nft names it.
@@ -16,8 +17,9 @@ pub const RESOLVER_TABLE: &str = "ip berth-dns";
 /// replacing the rules the chain held, in one batch. The table and its hooked chain are declared
 /// (kept when they exist) and only the chain's rules are replaced: removing a hooked chain makes
 /// the kernel wait for a grace period (measured: 4 ms for this script in a fresh namespace,
-/// 14-16 ms when the table is deleted and made again in the same batch).
-pub fn redirect_resolver(address: Ipv4Addr, udp_port: u16, tcp_port: u16) -> Result<(), FirewallError> {
+/// 14-16 ms when the table is deleted and made again in the same batch). Returns the running
+/// `nft`; the redirect is in place once [`NftRun::wait`] says so.
+pub fn start_resolver_redirect(address: Ipv4Addr, udp_port: u16, tcp_port: u16) -> Result<NftRun, FirewallError> {
     let script = format!(
         "table {RESOLVER_TABLE} {{\n\
          \tchain output {{\n\
@@ -28,5 +30,5 @@ pub fn redirect_resolver(address: Ipv4Addr, udp_port: u16, tcp_port: u16) -> Res
          add rule {RESOLVER_TABLE} output ip daddr {address} udp dport 53 dnat to {address}:{udp_port}\n\
          add rule {RESOLVER_TABLE} output ip daddr {address} tcp dport 53 dnat to {address}:{tcp_port}\n"
     );
-    run_script(&format!("redirect {address}:53 to the embedded resolver"), &script)
+    NftRun::start(format!("redirect {address}:53 to the embedded resolver"), script)
 }

@@ -10,7 +10,7 @@ mod listing;
 mod render;
 
 use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 
 use tracing::{debug, trace};
 
@@ -92,30 +92,82 @@ pub(crate) fn run_script(action: &str, script: &str) -> Result<(), FirewallError
     if script.is_empty() {
         return Ok(());
     }
+    let mut child = spawn_nft(action, script)?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    // Written from another thread so nft can never block on a full stderr pipe meanwhile.
+    let (written, output) = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || stdin.write_all(script.as_bytes()));
+        let output = child.wait_with_output();
+        (writer.join().expect("the stdin writer does not panic"), output)
+    });
+    outcome(action, script, written, output)
+}
+
+/// An `nft -f -` run of a short script, started and not yet waited for: the caller does other
+/// work meanwhile and collects the result with [`NftRun::wait`]. Dropping it waits too, so no
+/// `nft` is left unreaped.
+#[derive(Debug)]
+pub struct NftRun {
+    child: Option<Child>,
+    action: String,
+    script: String,
+    written: std::io::Result<()>,
+}
+
+impl NftRun {
+    /// Starts `nft` on `script`, which must be short (a few KiB): it is written to nft's stdin
+    /// at once, where the pipe's buffer holds it whatever nft is doing.
+    pub(crate) fn start(action: String, script: String) -> Result<Self, FirewallError> {
+        let mut child = spawn_nft(&action, &script)?;
+        let written = child.stdin.take().expect("stdin is piped").write_all(script.as_bytes());
+        Ok(Self { child: Some(child), action, script, written })
+    }
+
+    /// Waits for nft and says whether the script was applied.
+    pub fn wait(mut self) -> Result<(), FirewallError> {
+        let child = self.child.take().expect("an NftRun is waited for once");
+        let output = child.wait_with_output();
+        let written = std::mem::replace(&mut self.written, Ok(()));
+        outcome(&self.action, &self.script, written, output)
+    }
+}
+
+impl Drop for NftRun {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `nft -f -`, started with its stdin and stderr piped, noted as berth's own writer.
+fn spawn_nft(action: &str, script: &str) -> Result<Child, FirewallError> {
     debug!(action, bytes = script.len(), "running nft");
     trace!(script, "nft script");
-    let spawn_error = |source| FirewallError::Spawn { action: action.to_owned(), source };
-    let mut child = Command::new(NFT)
+    let child = Command::new(NFT)
         .args(["-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(spawn_error)?;
+        .map_err(|source| FirewallError::Spawn { action: action.to_owned(), source })?;
     crate::own_writes::note_writer(child.id());
-    let mut stdin = child.stdin.take().expect("stdin is piped");
-    // Written from another thread so nft can never block on a full stderr pipe meanwhile.
-    let written = std::thread::scope(|scope| {
-        let writer = scope.spawn(move || stdin.write_all(script.as_bytes()));
-        let output = child.wait_with_output();
-        (writer.join().expect("the stdin writer does not panic"), output)
-    });
-    let output = written.1.map_err(spawn_error)?;
+    Ok(child)
+}
+
+/// What a finished nft run amounts to, from writing its script and waiting for it.
+fn outcome(
+    action: &str,
+    script: &str,
+    written: std::io::Result<()>,
+    output: std::io::Result<Output>,
+) -> Result<(), FirewallError> {
+    let output = output.map_err(|source| FirewallError::Spawn { action: action.to_owned(), source })?;
     if output.status.success() {
         return Ok(());
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let message = match written.0 {
+    let message = match written {
         Err(error) if stderr.trim().is_empty() => format!("cannot write the script: {error}"),
         _ => describe_error(&stderr, script),
     };

@@ -71,7 +71,7 @@ impl State {
 }
 
 /// User-defined networks have names; the default network does not (Docker's rule).
-fn has_names(network: &berth_types::NetworkRecord) -> bool {
+pub(super) fn has_names(network: &berth_types::NetworkRecord) -> bool {
     network.name != DEFAULT_NETWORK
 }
 
@@ -103,17 +103,35 @@ impl Controller {
         preferred: Option<ResolverPorts>,
         rewrite_redirect: bool,
     ) -> Result<(SandboxListener, ResolverPorts)> {
+        let setup = self.start_resolver(sandbox, preferred, rewrite_redirect)?;
+        self.finish_resolver(sandbox, setup)
+    }
+
+    /// The first half of [`Self::open_resolver`]: binds the sockets and starts the redirect's
+    /// `nft`, which runs on while the caller does other work (a new sandbox's endpoint).
+    pub(super) fn start_resolver(
+        &self,
+        sandbox: &SandboxRecord,
+        preferred: Option<ResolverPorts>,
+        rewrite_redirect: bool,
+    ) -> Result<ResolverSetup> {
         let netns = Path::new(&sandbox.netns_path).to_owned();
         let opened = tokio::task::block_in_place(|| {
             berth_sys::netns::run_in_netns(&netns, move || open_resolver_sockets(preferred, rewrite_redirect))
         })
-        .map_err(|e| Error::Internal(format!("cannot open the resolver of sandbox {}: {e}", sandbox.name)))?;
-        let (udp, tcp, ports) = opened.map_err(|e| Error::Internal(format!("cannot open the resolver of sandbox {}: {e}", sandbox.name)))?;
-        let listener = self
-            .resolver
-            .listen(&sandbox.id, udp, tcp)
-            .map_err(|e| Error::Internal(format!("cannot serve the resolver of sandbox {}: {e}", sandbox.name)))?;
-        Ok((listener, ports))
+        .map_err(|e| e.to_string())
+        .and_then(|opened| opened);
+        opened.map_err(|e| Error::Internal(format!("cannot open the resolver of sandbox {}: {e}", sandbox.name)))
+    }
+
+    /// The second half of [`Self::open_resolver`]: waits for the redirect and serves the sockets.
+    pub(super) fn finish_resolver(&self, sandbox: &SandboxRecord, setup: ResolverSetup) -> Result<(SandboxListener, ResolverPorts)> {
+        let failed = |e: String| Error::Internal(format!("cannot open the resolver of sandbox {}: {e}", sandbox.name));
+        if let Some(redirect) = setup.redirect {
+            tokio::task::block_in_place(|| redirect.wait()).map_err(|e| failed(e.to_string()))?;
+        }
+        let listener = self.resolver.listen(&sandbox.id, setup.udp, setup.tcp).map_err(|e| failed(e.to_string()))?;
+        Ok((listener, setup.ports))
     }
 
     /// Swaps the directory rebuilt from `state` into the resolver.
@@ -122,13 +140,22 @@ impl Controller {
     }
 }
 
+/// A resolver listener half made: sockets bound inside the sandbox's namespace, and the `nft`
+/// writing the redirect to them, if it needed writing, still running.
+pub(super) struct ResolverSetup {
+    udp: UdpSocket,
+    tcp: TcpListener,
+    ports: ResolverPorts,
+    redirect: Option<berth_firewall::NftRun>,
+}
+
 /// Runs inside the sandbox's namespace: binds UDP and TCP on the resolver address (the
-/// preferred ports first) and writes the redirect from port 53 to them unless it already leads
-/// there (same ports, and the caller knows the namespace kept its table).
+/// preferred ports first) and starts writing the redirect from port 53 to them unless it already
+/// leads there (same ports, and the caller knows the namespace kept its table).
 fn open_resolver_sockets(
     preferred: Option<ResolverPorts>,
     rewrite_redirect: bool,
-) -> std::result::Result<(UdpSocket, TcpListener, ResolverPorts), String> {
+) -> std::result::Result<ResolverSetup, String> {
     let at = |port| SocketAddrV4::new(RESOLVER_ADDRESS, port);
     let udp = preferred
         .and_then(|p| UdpSocket::bind(at(p.udp)).ok())
@@ -143,10 +170,11 @@ fn open_resolver_sockets(
     for socket_nonblocking in [udp.set_nonblocking(true), tcp.set_nonblocking(true)] {
         socket_nonblocking.map_err(|e| format!("cannot make the resolver sockets non-blocking: {e}"))?;
     }
-    if rewrite_redirect || preferred != Some(ports) {
-        berth_firewall::redirect_resolver(RESOLVER_ADDRESS, ports.udp, ports.tcp).map_err(|e| e.to_string())?;
-    }
-    Ok((udp, tcp, ports))
+    let redirect = (rewrite_redirect || preferred != Some(ports))
+        .then(|| berth_firewall::start_resolver_redirect(RESOLVER_ADDRESS, ports.udp, ports.tcp))
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    Ok(ResolverSetup { udp, tcp, ports, redirect })
 }
 
 /// A TCP listener that can take its port back while connections of a previous berthd linger

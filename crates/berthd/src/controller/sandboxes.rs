@@ -17,6 +17,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::events::Action;
+use super::dns::has_names;
 use super::{endpoint_addresses, Controller, State};
 use crate::error::{Error, Result};
 use crate::ids;
@@ -179,12 +180,24 @@ impl Controller {
         if draft.created_netns {
             create_sandbox_netns(Path::new(&draft.record.netns_path)).await?;
         }
+        // A sandbox made on a network with names gets its resolver; the redirect's `nft` runs
+        // while the endpoint is made.
+        let resolver_setup = match network {
+            Some(network) if draft.record.mode == SandboxMode::Bridge && has_names(network) => {
+                Some(self.start_resolver(&draft.record, None, false)?)
+            }
+            _ => None,
+        };
         if let Some(network) = network {
             let mut endpoint = self.add_endpoint(state, &draft.record, network, ipv4, ipv6).await?;
             endpoint.aliases = request.aliases.clone();
             draft.record.endpoints.push(endpoint);
         }
-        draft.resolver_listener = self.ensure_resolver(state, &mut draft.record).await?;
+        if let Some(setup) = resolver_setup {
+            let (listener, ports) = self.finish_resolver(&draft.record, setup)?;
+            draft.record.resolver = Some(ports);
+            draft.resolver_listener = Some(listener);
+        }
         draft.reservations =
             self.reserve_ports(state, &draft.record, &request.ports, &request.expose, request.publish_all)?;
         draft.record.ports = draft.reservations.iter().map(|r| r.mapping.clone()).collect();
