@@ -240,6 +240,10 @@ fn restarts_keep_serving_and_upstreams_follow_resolv_conf() {
     assert!(moved.is_some(), "berth still forwards to the old upstream");
     // `--dns` on one sandbox overrides the host's for that sandbox only.
     run(&host, "own", &["--network", "n1", "--dns", UPSTREAM]);
+    assert_eq!(host.inspect("own")["Dns"], serde_json::json!([UPSTREAM]));
+    let docker_view = host.sh_ok(&format!("curl -sS --unix-socket {} http://berthd/v1.47/containers/own/json", host.socket().display()));
+    let docker_view: serde_json::Value = serde_json::from_str(&docker_view).unwrap();
+    assert_eq!(docker_view["HostConfig"]["Dns"], serde_json::json!([UPSTREAM]), "Docker's inspect: {docker_view}");
     assert_eq!(short(&host, "own", "www.example.test"), vec!["203.0.113.7".to_owned()]);
     assert_eq!(short(&host, "a", "www.example.test"), vec!["198.51.100.7".to_owned()]);
     // berthd's own --dns overrides the host's resolv.conf.

@@ -221,6 +221,9 @@ pub struct Sandbox {
     pub network_mode: String,
     pub state: SandboxState,
     pub auto_remove: bool,
+    /// The sandbox's own upstream resolvers (`--dns`); the daemon's when empty.
+    #[serde(default)]
+    pub dns: Vec<String>,
     pub files: SandboxFiles,
     pub network_settings: NetworkSettings,
 }

@@ -360,6 +360,8 @@ pub struct ContainerHostConfig {
     pub network_mode: String,
     pub port_bindings: PortMap,
     pub auto_remove: bool,
+    /// `--dns`: the sandbox's own upstream resolvers.
+    pub dns: Vec<String>,
 }
 
 /// Docker's `NetworkSettings`; the top-level address fields are those of the default network

@@ -201,6 +201,7 @@ pub(crate) mod tests {
                 pids: pids.to_vec(),
             },
             auto_remove: false,
+            dns: Vec::new(),
             files: SandboxFiles {
                 hosts_path: "/run/berth/sandboxes/x/hosts".into(),
                 resolv_conf_path: "/run/berth/sandboxes/x/resolv.conf".into(),

@@ -103,6 +103,7 @@ impl State {
             network_mode: self.mode_text(sandbox),
             state: SandboxState { running: !pids.is_empty(), pids },
             auto_remove: sandbox.auto_remove,
+            dns: sandbox.dns_servers.iter().map(ToString::to_string).collect(),
             files: SandboxFiles {
                 hosts_path: hosts_path(sandbox),
                 resolv_conf_path: resolv_conf_path(sandbox),

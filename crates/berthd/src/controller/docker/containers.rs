@@ -171,6 +171,7 @@ impl Container {
                 network_mode: view.network_mode,
                 port_bindings: settings.ports.clone(),
                 auto_remove: view.auto_remove,
+                dns: view.dns.clone(),
             },
             network_settings: ContainerNetworkSettings {
                 bridge: String::new(),
