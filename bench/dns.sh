@@ -287,6 +287,8 @@ python3 - "$file" "$samples" "$checks" "$rounds" "$seconds" "$concurrency" "$soc
     "$aardvark_package" "$aardvark_rss_idle" "$aardvark_rss_after" "$aardvark_hwm" "$aardvark_threads" \
     "$load_before" "$load_after" "$gateway" "$a_ip" "$b_ip" "$berth_listeners" <<'PY'
 import json, os, statistics, sys
+sys.path.insert(0, "bench")
+from report import goals_record, num, write_json
 (file, samples_path, checks_path, rounds, seconds, concurrency, sockets, av_path, av_note, av_package,
  av_rss_idle, av_rss_after, av_hwm, av_threads, load_before, load_after, gateway, a_ip, b_ip, berth_listeners) = sys.argv[1:]
 rounds, seconds, concurrency, sockets = int(rounds), float(seconds), int(concurrency), int(sockets)
@@ -360,20 +362,11 @@ result = {
     "ratios": {m: {f: {"berth_to_aardvark": ratio(m, f), "per_round": round_ratios(m, f)} for f in figs}
                for m, figs in per.items()},
     "load_average": {"before_rounds": load_before, "after_rounds": load_after},
-    "goals": {k: {"value": v, "goal": g, "met": (t(v) if v is not None else None)} for k, (v, g, t) in goals.items()},
+    "goals": goals_record(goals),
     "problems": failures + [f"check {p}/{m}: {v}" for (p, m), v in failed_checks.items()],
     "samples": samples,
 }
-with open(file, "w") as f:
-    json.dump(result, f, indent=2)
-    f.write("\n")
-
-def num(x, digits=2):
-    if x is None:
-        return "-"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    return f"{x:.{digits}f}"
+write_json(file, result)
 
 def cell(m, f, p, digits=2):
     if p == "aardvark" and not av_path:

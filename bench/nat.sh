@@ -104,6 +104,8 @@ mkdir -p bench/results
 file="bench/results/nat-$(date -u +%Y%m%dT%H%M%SZ).json"
 python3 - "$file" "$throughput" "$throughput_many" "$adds" "$rounds" "$seconds" "$table_lines" <<'PY'
 import json, os, statistics, sys
+sys.path.insert(0, "bench")
+from report import write_json
 file, tp, tp_many, adds, rounds, seconds, table_lines = sys.argv[1:]
 tp, tp_many, adds = json.loads(tp), json.loads(tp_many), json.loads(adds)
 
@@ -121,9 +123,7 @@ result = {
     "add_mapping": {k: v for k, v in adds.items()},
     "nft_table_lines_with_many_mappings": int(table_lines),
 }
-with open(file, "w") as f:
-    json.dump(result, f, indent=2)
-    f.write("\n")
+write_json(file, result)
 
 t, m, a = result["throughput"], result["throughput_with_many_mappings"], adds
 g = lambda bps: f"{bps / 1e9:.2f}"

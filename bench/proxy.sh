@@ -222,6 +222,8 @@ file="bench/results/proxy-$(date -u +%Y%m%dT%H%M%SZ).json"
 python3 - "$file" "$samples" "$publish" "$listeners" "$docker_sample" "$rounds" "$seconds" "$ports" "${docker_proxy:-}" "$docker_note" \
     "$(peer_package docker.io)" "$load_before" "$load_after" <<'PY'
 import json, os, statistics, sys
+sys.path.insert(0, "bench")
+from report import goals_record, num, write_json
 file, samples_path, publish, listeners, docker_sample, rounds, seconds, ports, dp_path, dp_note, dp_package, load_before, load_after = sys.argv[1:]
 publish, docker_sample = json.loads(publish), json.loads(docker_sample)
 rounds, seconds, ports, listeners = int(rounds), float(seconds), int(ports), int(listeners)
@@ -305,20 +307,11 @@ result = {
                    "berth_to_direct_per_round": round_ratios(f, "berth", "direct"),
                    "berth_to_docker_per_round": round_ratios(f, "berth", "docker")} for f in FIGURES},
     "published_ports": {"berth": berth_ports, "docker_proxy": docker_ports},
-    "goals": {k: {"value": v, "goal": g, "met": (t(v) if v is not None else None)} for k, (v, g, t) in goals.items()},
+    "goals": goals_record(goals),
     "problems": failures,
     "samples": samples,
 }
-with open(file, "w") as f:
-    json.dump(result, f, indent=2)
-    f.write("\n")
-
-def num(x, digits=2):
-    if x is None:
-        return "-"
-    if abs(x) >= 1000:
-        return f"{x:,.0f}"
-    return f"{x:.{digits}f}"
+write_json(file, result)
 
 def met(key, what="", unit=""):
     v, g, t = goals[key]

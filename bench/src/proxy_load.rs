@@ -205,6 +205,22 @@ struct Tally {
 }
 
 impl Tally {
+    /// An exchange begun at `start` was answered now.
+    fn answered(&mut self, window: &Window, start: Instant) {
+        let end = Instant::now();
+        if window.counts(end) {
+            self.done += 1;
+            self.latencies.push(end - start);
+        }
+    }
+
+    /// An exchange failed with `error`; the worker pauses a little before the next one, so a
+    /// refusing server does not turn it into a busy loop.
+    async fn failed(&mut self, window: &Window, error: std::io::Error) {
+        self.error(window, || error.to_string());
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+
     fn error(&mut self, window: &Window, message: impl FnOnce() -> String) {
         if window.counts(Instant::now()) {
             self.errors += 1;
@@ -251,17 +267,8 @@ async fn conn(load: Load, concurrency: usize) -> Result<serde_json::Value> {
                         Ok::<_, std::io::Error>(())
                     };
                     match tokio::time::timeout(Duration::from_secs(2), outcome).await {
-                        Ok(Ok(())) => {
-                            let end = Instant::now();
-                            if window.counts(end) {
-                                tally.done += 1;
-                                tally.latencies.push(end - start);
-                            }
-                        }
-                        Ok(Err(error)) => {
-                            tally.error(&window, || error.to_string());
-                            tokio::time::sleep(Duration::from_millis(1)).await;
-                        }
+                        Ok(Ok(())) => tally.answered(&window, start),
+                        Ok(Err(error)) => tally.failed(&window, error).await,
                         Err(_) => tally.error(&window, || "no reply within 2 s".into()),
                     }
                 }
@@ -344,8 +351,7 @@ async fn udp(load: Load, concurrency: usize) -> Result<serde_json::Value> {
                     request[..8].copy_from_slice(&seq.to_be_bytes());
                     let start = Instant::now();
                     if let Err(error) = socket.send(&request).await {
-                        tally.error(&window, || error.to_string());
-                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        tally.failed(&window, error).await;
                         continue;
                     }
                     // Read until this datagram's answer; late answers to earlier ones are skipped.
@@ -360,17 +366,8 @@ async fn udp(load: Load, concurrency: usize) -> Result<serde_json::Value> {
                     })
                     .await;
                     match answered {
-                        Ok(Ok(())) => {
-                            let end = Instant::now();
-                            if window.counts(end) {
-                                tally.done += 1;
-                                tally.latencies.push(end - start);
-                            }
-                        }
-                        Ok(Err(error)) => {
-                            tally.error(&window, || error.to_string());
-                            tokio::time::sleep(Duration::from_millis(1)).await;
-                        }
+                        Ok(Ok(())) => tally.answered(&window, start),
+                        Ok(Err(error)) => tally.failed(&window, error).await,
                         Err(_) => {
                             if window.counts(Instant::now()) {
                                 tally.lost += 1;

@@ -18,6 +18,12 @@ use serde_json::Value;
 
 use berth_testns::in_fresh_netns;
 
+/// The ruleset shared with the unit tests of src/nft/render.rs.
+mod example_ruleset {
+    include!("support/example_ruleset.rs");
+}
+use example_ruleset::{dnat, example};
+
 /// Runs an nft script in the current namespace, as a user would.
 fn nft_script(script: &str) {
     let mut child = Command::new("nft")
@@ -75,42 +81,6 @@ fn counts() -> (BTreeMap<String, usize>, BTreeMap<String, usize>) {
         }
     }
     (rules, elements)
-}
-
-fn dnat(protocol: PortProtocol, host_ip: Option<&str>, host: (u16, u16), target: &str, to: (u16, u16)) -> Dnat {
-    Dnat {
-        protocol,
-        host_ip: host_ip.map(|ip| ip.parse().unwrap()),
-        host_ports: PortRange { start: host.0, end: host.1 },
-        target: target.parse().unwrap(),
-        target_ports: PortRange { start: to.0, end: to.1 },
-    }
-}
-
-fn example() -> Ruleset {
-    Ruleset {
-        networks: vec![
-            NetworkPolicy {
-                name: "web".into(),
-                bridge: "br-web".into(),
-                subnets: vec!["172.18.0.0/16".parse().unwrap(), "fd00:18::/64".parse().unwrap()],
-                internal: false,
-            },
-            NetworkPolicy {
-                name: "db".into(),
-                bridge: "br-db".into(),
-                subnets: vec!["172.19.0.0/16".parse().unwrap()],
-                internal: true,
-            },
-        ],
-        dnats: vec![
-            dnat(PortProtocol::Tcp, None, (8080, 8080), "172.18.0.2", (80, 80)),
-            dnat(PortProtocol::Udp, Some("192.0.2.1"), (20000, 20999), "172.18.0.3", (20000, 20999)),
-            dnat(PortProtocol::Tcp, None, (9000, 9000), "fd00:18::2", (9000, 9000)),
-            dnat(PortProtocol::Sctp, Some("2001:db8::1"), (7000, 7010), "fd00:18::3", (70, 70)),
-        ],
-        loopback_dnat: false,
-    }
 }
 
 fn nftables() -> Box<dyn Firewall> {
