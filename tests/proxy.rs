@@ -711,6 +711,8 @@ fn userland_proxy_only_serves_every_address_without_kernel_dnat() {
     let (host, peer) = TestHost::with_lan_peer(&["--userland-proxy-only"]);
     host.berth_ok(&["network", "create", "--subnet", "10.86.0.0/24", "n1"]);
     host.serve("web", "n1", &["8080:80", "8080:80/udp"], &py::addr_echo_server("0.0.0.0", &[80]));
+    assert!(host.wait_listening("web", 80, "tcp", Duration::from_secs(10)), "the echo server did not start");
+    assert!(host.wait_listening("web", 80, "udp", Duration::from_secs(10)), "the echo server did not start");
     let proxy_source = gateway(&host, "web", "n1");
     // From the LAN, TCP and UDP reach the sandbox through the proxy: the sandbox sees the
     // proxy's address on the bridge, not the peer's (with kernel DNAT it would see 192.0.2.2).

@@ -648,12 +648,29 @@ s.bind(('{addr}',{port}))\nwhile True:\n  d,a=s.recvfrom(2048)\n  s.sendto(b'ech
         )
     }
 
-    /// A TCP client that sends `message` to `addr:port`, retrying for a few seconds, and prints the answer.
+    const TCP_CLIENT: &str = r#"
+import socket, time
+for attempt in range(50):
+    try:
+        c = socket.create_connection(('__ADDR__', __PORT__), timeout=2)
+        c.sendall(b'__MESSAGE__')
+        d = c.recv(1024)
+        c.close()
+        if d:
+            break
+    except OSError:
+        pass
+    time.sleep(0.1)
+else:
+    raise SystemExit('no answer')
+print(d.decode())
+"#;
+
+    /// A TCP client that sends `message` to `addr:port` and prints the answer. The whole exchange
+    /// is retried for a few seconds: through a userland proxy the connect succeeds before the
+    /// sandbox's server listens, and the proxy then resets the connection.
     pub fn tcp_client(addr: &str, port: u16, message: &str) -> String {
-        format!(
-            "import socket,time\nfor i in range(50):\n  try:\n    c=socket.create_connection(('{addr}',{port}),timeout=2)\n    break\n  except OSError:\n    time.sleep(0.1)\nelse:\n  raise SystemExit('cannot connect')\n\
-c.sendall(b'{message}')\nprint(c.recv(1024).decode())\n"
-        )
+        fill(TCP_CLIENT, &[("__ADDR__", addr.to_owned()), ("__PORT__", port.to_string()), ("__MESSAGE__", message.to_owned())])
     }
 
     /// A UDP client that sends `message` to `addr:port` (retrying) and prints the answer.
