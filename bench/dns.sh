@@ -231,9 +231,6 @@ print("ok" if ok else "answered %s %s, expected %s" % (r["rcode"], r["answers"],
     done
 done
 
-# CPU time (user + system, all threads) a process has used, in ms.
-clk_tck=$(getconf CLK_TCK)
-cpu_ms() { awk -v hz="$clk_tck" '{print ($14 + $15) * 1000 / hz}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 pid_of() { # path
     case $1 in
         berth) echo "$berth_dns_pid" ;;

@@ -1,11 +1,16 @@
 # bench/lib.sh: shell pieces the benchmark scripts share (sourced by nat.sh, proxy.sh, dns.sh):
-# messages, finding or fetching a peer's binary from its Debian package, berthd start-up, and
-# the LAN peer of TESTING.md's topology. Nothing here runs on its own.
+# messages, a process's CPU time, finding or fetching a peer's binary from its Debian package,
+# berthd start-up, and the LAN peer of TESTING.md's topology. Nothing here runs on its own.
 
 peers_dir=target/bench-peers
 
 say() { printf '==> %s\n' "$*" >&2; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
+
+# cpu_ms PID: the CPU time (user + system, all threads) the process has used, in ms; 0 when it
+# is gone.
+clk_tck=$(getconf CLK_TCK)
+cpu_ms() { awk -v hz="$clk_tck" '{print ($14 + $15) * 1000 / hz}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
 # find_peer_binary COMMAND PACKAGE PATH: the first executable of `command -v COMMAND`, /PATH
 # (where the Debian package installs it), other places peers use, and the copy fetch_peer_binary

@@ -13,7 +13,9 @@
 # (connect, 64-byte request, 64-byte reply, close; 64 concurrent) and request/response latency
 # p50/p99 on a kept connection, both with proxy-load against its own echo server in a sandbox;
 # UDP request/response packets per second (proxy-load, 16 sockets each with one datagram
-# outstanding). Then memory and set-up time for --ports published ports (both families) in berth
+# outstanding). With each, the relaying process's CPU time per GB, connection or request (the
+# one berth-proxy; the docker-proxy of that port), which does not depend on the share of the
+# cores the load client and the server leave it. Then memory and set-up time for --ports published ports (both families) in berth
 # (one POST, what `berth port add` sends, timed at the API; RSS of berthd + berth-proxy) against
 # docker-proxy's per-process RSS and start-up time measured over --docker-sample ports of one
 # family and scaled to 2 x --ports processes (Docker runs one docker-proxy per port and family).
@@ -134,8 +136,9 @@ dp_start() { # proto host-ip host-port container-ip container-port
 
 paths="direct berth"
 if [ -n "$docker_proxy" ]; then
-    if dp_start tcp 127.0.0.1 15201 "$iperf_ip" 5201 && dp_start tcp 127.0.0.1 17000 "$echo_ip" 7000 &&
-        dp_start udp 127.0.0.1 17001 "$echo_ip" 7001; then
+    if dp_start tcp 127.0.0.1 15201 "$iperf_ip" 5201 && dp_bulk_pid=$dp_pid &&
+        dp_start tcp 127.0.0.1 17000 "$echo_ip" 7000 && dp_tcp_pid=$dp_pid &&
+        dp_start udp 127.0.0.1 17001 "$echo_ip" 7001 && dp_udp_pid=$dp_pid; then
         paths="direct berth docker"
     else
         docker_note="$docker_proxy did not start (see the warning above)"
@@ -151,6 +154,17 @@ addr_of() { # measure path
         */direct) [ "$1" = udp ] && echo "$echo_ip 7001" || echo "$echo_ip 7000" ;;
         */berth) [ "$1" = udp ] && echo "127.0.0.1 7001" || echo "127.0.0.1 7000" ;;
         */docker) [ "$1" = udp ] && echo "127.0.0.1 17001" || echo "127.0.0.1 17000" ;;
+    esac
+}
+
+# The process that relays a measurement's traffic on a path (none for direct): the one
+# berth-proxy, or the docker-proxy of that port.
+proxy_pid_of() { # measure path
+    case "$2/$1" in
+        berth/*) pgrep -x berth-proxy | head -n1 ;;
+        docker/tcp_bulk) echo "$dp_bulk_pid" ;;
+        docker/udp) echo "$dp_udp_pid" ;;
+        docker/*) echo "$dp_tcp_pid" ;;
     esac
 }
 
@@ -185,8 +199,12 @@ for round in $(seq "$rounds"); do
         for path in $paths; do
             read -r ip port <<<"$(addr_of "$measure" "$path")"
             say "round $round/$rounds: $measure via $path ($ip:$port)"
+            proxy_pid=$(proxy_pid_of "$measure" "$path")
+            cpu_before=$([ -n "$proxy_pid" ] && cpu_ms "$proxy_pid" || echo 0)
             result=$(measure_one "$measure" "$ip" "$port")
-            printf '{"round": %d, "measure": "%s", "path": "%s", "result": %s}\n' "$round" "$measure" "$path" "$result" >>"$samples"
+            cpu_after=$([ -n "$proxy_pid" ] && cpu_ms "$proxy_pid" || echo 0)
+            printf '{"round": %d, "measure": "%s", "path": "%s", "proxy_cpu_ms": %s, "result": %s}\n' "$round" "$measure" "$path" \
+                "$(awk -v a="$cpu_after" -v b="$cpu_before" 'BEGIN {print a - b}')" "$result" >>"$samples"
         done
     done
 done
@@ -230,32 +248,45 @@ rounds, seconds, ports, listeners = int(rounds), float(seconds), int(ports), int
 samples = [json.loads(line) for line in open(samples_path)]
 
 # The figure of each measurement, and whether more is better.
+# The proxy's CPU figures: its CPU time over the round (ms, times `scale`) divided by the work
+# done; none for direct. What relaying a connection, a request or a gigabyte costs the proxy,
+# whatever share of the cores the client and the server leave it.
+def proxy_cpu(s, done, scale):
+    return s["proxy_cpu_ms"] * scale / done if s["path"] != "direct" and done else None
+
 FIGURES = {
-    "tcp_bulk": ("Gbit/s", lambda r: r["bps"] / 1e9, True),
-    "conn": ("conn/s", lambda r: r["conns_per_s"], True),
-    "rr_p50": ("us", lambda r: r["latency"]["p50_us"], False),
-    "rr_p99": ("us", lambda r: r["latency"]["p99_us"], False),
-    "udp": ("pps", lambda r: r["pps"], True),
+    "tcp_bulk": ("Gbit/s", lambda s: s["result"]["bps"] / 1e9, True),
+    "tcp_bulk_cpu": ("proxy CPU ms/GB", lambda s: proxy_cpu(s, s["result"]["bps"] / 8 * seconds / 1e9, 1), False),
+    "conn": ("conn/s", lambda s: s["result"]["conns_per_s"], True),
+    "conn_cpu": ("proxy CPU us/conn", lambda s: proxy_cpu(s, s["result"]["connections"], 1000), False),
+    "rr_p50": ("us", lambda s: s["result"]["latency"]["p50_us"], False),
+    "rr_p99": ("us", lambda s: s["result"]["latency"]["p99_us"], False),
+    "udp": ("pps", lambda s: s["result"]["pps"], True),
+    "udp_cpu": ("proxy CPU us/request", lambda s: proxy_cpu(s, s["result"]["answered"], 1000), False),
 }
 paths = ["direct", "berth", "docker"]
 per = {}   # figure -> path -> [values per round]
 by_round = {}  # figure -> round -> path -> value
 failures = []
-OF_MEASURE = {"tcp_bulk": ["tcp_bulk"], "conn": ["conn"], "rr": ["rr_p50", "rr_p99"], "udp": ["udp"]}
+OF_MEASURE = {"tcp_bulk": ["tcp_bulk", "tcp_bulk_cpu"], "conn": ["conn", "conn_cpu"], "rr": ["rr_p50", "rr_p99"], "udp": ["udp", "udp_cpu"]}
 for s in samples:
     for figure in OF_MEASURE[s["measure"]]:
         get = FIGURES[figure][1]
         r = s["result"]
+        first_of_measure = figure == OF_MEASURE[s["measure"]][0]
         if "failed" in r:
-            if figure != "rr_p99":
+            if first_of_measure:
                 failures.append(f"round {s['round']} {s['measure']} via {s['path']}: {r['failed']}")
             continue
-        if s["measure"] == "conn" and r.get("errors"):
+        if first_of_measure and s["measure"] == "conn" and r.get("errors"):
             failures.append(f"round {s['round']} conn via {s['path']}: {r['errors']} errors, first: {r['first_error']}")
-        if s["measure"] == "udp" and (r.get("lost") or r.get("errors")):
+        if first_of_measure and s["measure"] == "udp" and (r.get("lost") or r.get("errors")):
             failures.append(f"round {s['round']} udp via {s['path']}: {r['lost']} lost, {r['errors']} errors")
-        per.setdefault(figure, {}).setdefault(s["path"], []).append(get(r))
-        by_round.setdefault(figure, {}).setdefault(s["round"], {})[s["path"]] = get(r)
+        value = get(s)
+        if value is None:
+            continue
+        per.setdefault(figure, {}).setdefault(s["path"], []).append(value)
+        by_round.setdefault(figure, {}).setdefault(s["round"], {})[s["path"]] = value
 medians = {f: {p: statistics.median(v) for p, v in by_path.items() if v} for f, by_path in per.items()}
 
 def ratio(figure, a, b):
@@ -324,10 +355,13 @@ print(f"berth userland-proxy benchmark: {rounds} interleaved rounds of {seconds:
 print(f"{'measure (median)':<30}{'direct':>11}{'berth':>11}{'docker-proxy':>14}{'b/direct':>10}{'b/docker':>10}  goal")
 rows = [
     ("TCP bulk Gbit/s (iperf3)", "tcp_bulk", f"{met('throughput_vs_direct', 'b/direct ')}; {met('throughput_vs_docker', 'b/docker ')}"),
+    ("  proxy CPU ms per GB", "tcp_bulk_cpu", ""),
     ("short conn/s (64 conc.)", "conn", met("conn_vs_docker", "b/docker ")),
+    ("  proxy CPU us per conn", "conn_cpu", ""),
     ("req/resp p50 us (kept conn)", "rr_p50", ""),
     ("req/resp p99 us (kept conn)", "rr_p99", met("p99_vs_docker", "b/docker ")),
     ("UDP req/resp pps (16 socks)", "udp", met("udp_vs_docker", "b/docker ")),
+    ("  proxy CPU us per request", "udp_cpu", ""),
 ]
 for label, figure, goal in rows:
     m = medians.get(figure, {})
@@ -349,7 +383,7 @@ if d:
           f"({ports} ports x 2 families, as Docker runs them)" + (f" [{dp_package}]" if dp_package else ""))
 else:
     print(f"docker-proxy column skipped: {dp_note}")
-for figure in ("tcp_bulk", "conn", "rr_p99", "udp"):
+for figure in ("tcp_bulk", "conn", "conn_cpu", "rr_p99", "udp", "udp_cpu"):
     by = per.get(figure, {})
     print(f"per round {figure}: " + "; ".join(f"{p} " + ", ".join(num(v) for v in by[p]) for p in paths if p in by)
           + "; b/direct " + ", ".join(num(x, 3) for x in round_ratios(figure, "berth", "direct"))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use berth_types::{PortProtocol, ProxyMapping};
 use nix::sys::stat::fstat;
-use socket2::{Socket, Type};
+use socket2::{SockRef, Socket, Type};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 
@@ -131,6 +131,7 @@ fn prepare_socket(mapping: &ProxyMapping, socket: OwnedFd) -> Result<ServedSocke
                 return Err("the passed socket is not a listening tcp socket".into());
             }
             socket.set_nonblocking(true).map_err(|e| format!("cannot make the socket non-blocking: {e}"))?;
+            tcp::tune(SockRef::from(&socket));
             let listener = TcpListener::from_std(socket.into()).map_err(|e| format!("cannot register the socket: {e}"))?;
             ServedSocket::Tcp(Arc::new(listener))
         }

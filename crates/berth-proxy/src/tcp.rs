@@ -82,8 +82,7 @@ async fn relay_connection(client: TcpStream, client_address: SocketAddr, backend
             return;
         }
     };
-    tune(&client);
-    tune(&backend);
+    tune(SockRef::from(&backend));
     let mut connection = Connection { client, backend, ended_cleanly: false };
     match connection.relay().await {
         Ok((upstream, downstream)) => {
@@ -104,13 +103,16 @@ const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 const KEEPALIVE_PROBES: u32 = 4;
 
-/// Low latency for interactive traffic, and keepalives so a vanished peer is noticed.
-fn tune(stream: &TcpStream) {
+/// Low latency for interactive traffic, and keepalives so a vanished peer is noticed. Set on
+/// each backend connection, and once on each listener: Linux copies TCP_NODELAY and the
+/// keepalive settings into every socket accepted from it (tested), which saves five system calls
+/// per client connection.
+pub fn tune(socket: SockRef<'_>) {
     let keepalive = TcpKeepalive::new()
         .with_time(KEEPALIVE_IDLE)
         .with_interval(KEEPALIVE_INTERVAL)
         .with_retries(KEEPALIVE_PROBES);
-    if let Err(e) = stream.set_nodelay(true).and_then(|()| SockRef::from(stream).set_tcp_keepalive(&keepalive)) {
+    if let Err(e) = socket.set_tcp_nodelay(true).and_then(|()| socket.set_tcp_keepalive(&keepalive)) {
         tracing::debug!("cannot set TCP_NODELAY and keepalives: {e}");
     }
 }

@@ -346,6 +346,42 @@ fn udp_exchange(client: &UdpSocket, address: SocketAddr, message: &[u8], wait: D
 // TCP
 
 #[test]
+fn both_sockets_of_a_proxied_connection_have_nodelay_and_keepalives() {
+    in_fresh_netns("both_sockets_of_a_proxied_connection_have_nodelay_and_keepalives", || {
+        let proxy = Proxy::start("tcp-tuning", &[]);
+        let (socket, address) = published_tcp();
+        let backend = tcp_echo_backend();
+        assert_eq!(proxy.control().add("tuned", PortProtocol::Tcp, backend, socket.as_fd()), ProxyReply::Done);
+        // The proxy tunes the listener once; accepted clients inherit it.
+        let listener = SockRef::from(&socket);
+        assert!(listener.tcp_nodelay().unwrap() && listener.keepalive().unwrap());
+        assert_eq!(listener.tcp_keepalive_time().unwrap(), Duration::from_secs(60));
+        let mut client = connect(address);
+        assert_echoes(&mut client, b"tuned?");
+        // The proxy's two sockets of this connection (its side of the client's connection and
+        // its connection to the backend) run keepalive timers; the test's own sockets do not.
+        let listing = Command::new("ss").args(["-Htno", "state", "established"]).output().unwrap();
+        let listing = String::from_utf8_lossy(&listing.stdout);
+        let client_port = client.local_addr().unwrap().port();
+        let proxy_side = |local: String, peer_port: Option<u16>| {
+            listing.lines().find(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                fields.len() > 3 && fields[2] == local && peer_port.is_none_or(|port| fields[3].ends_with(&format!(":{port}")))
+            })
+        };
+        let to_client = proxy_side(address.to_string(), Some(client_port)).unwrap_or_else(|| panic!("no proxy socket for the client in:\n{listing}"));
+        assert!(to_client.contains("timer:(keepalive"), "{to_client}");
+        let to_backend = listing
+            .lines()
+            .find(|line| line.split_whitespace().nth(3) == Some(&backend.to_string()))
+            .unwrap_or_else(|| panic!("no proxy socket to the backend in:\n{listing}"));
+        assert!(to_backend.contains("timer:(keepalive"), "{to_backend}");
+        let own = proxy_side(client.local_addr().unwrap().to_string(), None).unwrap();
+        assert!(!own.contains("keepalive"), "the test's socket has no keepalive: {own}");
+    });
+}
+
+#[test]
 fn tcp_bytes_flow_both_ways_and_half_close_is_passed_on() {
     in_fresh_netns("tcp_bytes_flow_both_ways_and_half_close_is_passed_on", || {
         let proxy = Proxy::start("tcp-both-ways", &[]);
