@@ -253,6 +253,61 @@ fn restarts_keep_serving_and_upstreams_follow_resolv_conf() {
 }
 
 #[test]
+fn own_servers_search_domains_and_options_shape_a_sandboxs_resolv_conf() {
+    if !privileged() {
+        return;
+    }
+    let (mut host, _peer, _upstream, _log) = host_with_upstream(&[]);
+    host.berth_ok(&["network", "create", "n1"]);
+    let resolv = |host: &TestHost, sandbox: &str| String::from_utf8_lossy(&host.exec(sandbox, "cat /etc/resolv.conf").stdout).into_owned();
+    let getent = |sandbox: &str, name: &str| String::from_utf8_lossy(&host.exec(sandbox, &format!("getent hosts {name}")).stdout).trim().to_owned();
+    // Default network (no embedded resolver): the sandbox's own servers, search domains and
+    // options replace the host's, and glibc uses them: `www` is found as www.example.test.
+    run(&host, "plain", &["--dns", UPSTREAM, "--dns", "192.0.2.54", "--dns-search", "example.test", "--dns-opt", "ndots:1", "--dns-option", "timeout:1"]);
+    assert_eq!(resolv(&host, "plain"), format!("nameserver {UPSTREAM}\nnameserver 192.0.2.54\nsearch example.test\noptions ndots:1 timeout:1\n"));
+    assert!(getent("plain", "www").starts_with("203.0.113.7"), "{}", getent("plain", "www"));
+    // With the embedded resolver: 127.0.0.11, and the sandbox's search domains and options.
+    run(&host, "named", &["--network", "n1", "--dns-search", "example.test", "--dns-option", "ndots:1"]);
+    assert_eq!(resolv(&host, "named"), "nameserver 127.0.0.11\nsearch example.test\noptions ndots:1\n");
+    assert!(getent("named", "www").starts_with("203.0.113.7"), "{}", getent("named", "www"));
+    // `.` alone: no search domains, not even the host's; the host's options stay.
+    run(&host, "nosearch", &["--network", "n1", "--dns-search", "."]);
+    assert_eq!(resolv(&host, "nosearch"), "nameserver 127.0.0.11\noptions ndots:2\n");
+    // Both APIs show them.
+    let view = host.inspect("named");
+    assert_eq!((view["DnsSearch"].clone(), view["DnsOptions"].clone()), (serde_json::json!(["example.test"]), serde_json::json!(["ndots:1"])));
+    let docker_view = host.sh_ok(&format!("curl -sS --unix-socket {} http://berthd/v1.47/containers/plain/json", host.socket().display()));
+    let docker_view: serde_json::Value = serde_json::from_str(&docker_view).unwrap();
+    assert_eq!(docker_view["HostConfig"]["DnsSearch"], serde_json::json!(["example.test"]), "{docker_view}");
+    assert_eq!(docker_view["HostConfig"]["DnsOptions"], serde_json::json!(["ndots:1", "timeout:1"]), "{docker_view}");
+    // Bad values: one line each, and no sandbox made.
+    let before = host.berth_ok(&["ps"]);
+    for (args, says) in [
+        (&["--dns-search", "bad_domain"][..], "invalid --dns-search domain"),
+        (&["--dns-search=-lead.test"][..], "invalid --dns-search domain"),
+        (&["--dns-search", ".", "--dns-search", "a.test"][..], "cannot be given with others"),
+        (&["--dns-option", "ndots:1 rotate"][..], "invalid --dns-option"),
+        (&["--dns-option", "ndots:1\nnameserver 198.51.100.1"][..], "invalid --dns-option"),
+        (&["--network", "container:named", "--dns", UPSTREAM][..], "cannot be used with network mode container:named"),
+    ] {
+        let mut full = vec!["run", "-d"];
+        full.extend_from_slice(args);
+        full.extend_from_slice(&["--", "sleep", "1"]);
+        let err = host.berth_err(&full);
+        assert!(err.contains(says) && err.trim().lines().count() == 1, "{args:?}: {err}");
+    }
+    assert_eq!(host.berth_ok(&["ps"]), before);
+    // The daemon's --dns is the default network's nameserver (the host's is another now).
+    host.write_resolv_conf("nameserver 198.51.100.99\n");
+    assert!(host.stop_daemon());
+    host.start_daemon(&["--dns", UPSTREAM]);
+    run(&host, "later", &[]);
+    assert_eq!(resolv(&host, "later"), format!("nameserver {UPSTREAM}\n"));
+    // A sandbox's own servers still win over the daemon's, and survive the restart.
+    assert!(resolv(&host, "plain").starts_with(&format!("nameserver {UPSTREAM}\nnameserver 192.0.2.54\n")));
+}
+
+#[test]
 fn bad_input_from_one_sandbox_does_not_stop_answers() {
     if !privileged() {
         return;

@@ -146,6 +146,8 @@ mod tests {
             ports: vec![],
             resolver: None,
             dns_servers: vec![],
+            dns_search: vec![],
+            dns_options: vec![],
             auto_remove: false,
         }
     }

@@ -138,6 +138,10 @@ pub struct SandboxCreate {
     pub aliases: Vec<String>,
     /// The sandbox's own upstream resolvers (`--dns`), IP addresses.
     pub dns: Vec<String>,
+    /// The sandbox's own search domains (`--dns-search`); `.` alone means none.
+    pub dns_search: Vec<String>,
+    /// The sandbox's own resolver options (`--dns-option`, e.g. `ndots:1`).
+    pub dns_options: Vec<String>,
 }
 
 /// Body of `POST /v1/sandboxes/{sandbox}/ports` (publish) and
@@ -224,6 +228,12 @@ pub struct Sandbox {
     /// The sandbox's own upstream resolvers (`--dns`); the daemon's when empty.
     #[serde(default)]
     pub dns: Vec<String>,
+    /// The sandbox's own search domains (`--dns-search`); the host's when empty.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    /// The sandbox's own resolver options (`--dns-option`); the host's when empty.
+    #[serde(default)]
+    pub dns_options: Vec<String>,
     pub files: SandboxFiles,
     pub network_settings: NetworkSettings,
 }

@@ -362,6 +362,10 @@ pub struct ContainerHostConfig {
     pub auto_remove: bool,
     /// `--dns`: the sandbox's own upstream resolvers.
     pub dns: Vec<String>,
+    /// `--dns-search`: the sandbox's own search domains.
+    pub dns_search: Vec<String>,
+    /// `--dns-option`: the sandbox's own resolver options.
+    pub dns_options: Vec<String>,
 }
 
 /// Docker's `NetworkSettings`; the top-level address fields are those of the default network

@@ -112,6 +112,13 @@ pub struct SandboxRecord {
     /// Upstream resolvers of this sandbox only (`--dns`); the daemon's when empty.
     #[serde(default)]
     pub dns_servers: Vec<IpAddr>,
+    /// Search domains of this sandbox only (`--dns-search`, validated; `.` alone means none);
+    /// the host's when empty.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    /// Resolver options of this sandbox only (`--dns-option`); the host's when empty.
+    #[serde(default)]
+    pub dns_options: Vec<String>,
 }
 
 /// Where, on the resolver address inside a sandbox, berthd's listener for it is bound; the

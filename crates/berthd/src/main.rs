@@ -24,7 +24,7 @@ use ipnet::IpNet;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-use controller::{Controller, DefaultNetwork, Paths};
+use controller::{Controller, DaemonSettings, DefaultNetwork, Paths};
 
 #[derive(Debug, Parser)]
 #[command(name = "berthd", version, about = "berth daemon: container networking for Linux")]
@@ -61,7 +61,8 @@ struct Args {
     /// The berth-proxy binary (default: next to berthd's own).
     #[arg(long)]
     userland_proxy_path: Option<PathBuf>,
-    /// Upstream resolver for names that are not berth's (repeatable); default: the nameservers
+    /// Upstream resolver for names that are not berth's (repeatable), and the nameserver of
+    /// sandboxes without the embedded resolver (the default network); default: the nameservers
     /// of the host's /etc/resolv.conf, followed when it changes.
     #[arg(long = "dns", value_name = "IP")]
     dns: Vec<IpAddr>,
@@ -134,7 +135,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     let controller = Arc::new(
-        Controller::start(store, Paths::new(&args.data_root, &args.exec_root), firewall, proxy, resolver, default_network, args.userland_proxy_only)
+        Controller::start(
+            store,
+            Paths::new(&args.data_root, &args.exec_root),
+            firewall,
+            proxy,
+            resolver,
+            default_network,
+            DaemonSettings { userland_proxy_only: args.userland_proxy_only, dns_servers: args.dns.clone() },
+        )
             .await
             .context("cannot start")?,
     );

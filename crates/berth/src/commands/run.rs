@@ -114,6 +114,12 @@ pub struct RunArgs {
     /// Upstream resolver for this sandbox's names that are not berth's (repeatable)
     #[arg(long, value_name = "IP")]
     dns: Vec<std::net::IpAddr>,
+    /// Search domain for this sandbox's resolv.conf, instead of the host's (repeatable; "." for none)
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    dns_search: Vec<String>,
+    /// Resolver option for this sandbox's resolv.conf, instead of the host's (repeatable), e.g. ndots:1
+    #[arg(long = "dns-option", visible_alias = "dns-opt", value_name = "OPTION")]
+    dns_option: Vec<String>,
     /// Run in the background and print the sandbox id
     #[arg(short, long)]
     detach: bool,
@@ -226,6 +232,8 @@ fn sandbox_create(args: &RunArgs) -> Result<SandboxCreate> {
         publish_all: args.publish_all,
         aliases: args.network_alias.clone(),
         dns: args.dns.iter().map(ToString::to_string).collect(),
+        dns_search: args.dns_search.clone(),
+        dns_options: args.dns_option.clone(),
     })
 }
 

@@ -202,6 +202,8 @@ pub(crate) mod tests {
             },
             auto_remove: false,
             dns: Vec::new(),
+            dns_search: Vec::new(),
+            dns_options: Vec::new(),
             files: SandboxFiles {
                 hosts_path: "/run/berth/sandboxes/x/hosts".into(),
                 resolv_conf_path: "/run/berth/sandboxes/x/resolv.conf".into(),

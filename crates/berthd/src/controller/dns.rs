@@ -14,6 +14,7 @@ use berth_types::{ResolverPorts, SandboxMode, SandboxRecord, DEFAULT_NETWORK};
 
 use super::{endpoint_addresses, Controller, State};
 use crate::error::{Error, Result};
+use crate::sandbox_files::{write_sandbox_files, Nameservers};
 
 /// Port of the resolvers sandboxes name with `--dns`, and of the host's.
 const DNS_PORT: u16 = 53;
@@ -75,6 +76,41 @@ pub(super) fn has_names(network: &berth_types::NetworkRecord) -> bool {
     network.name != DEFAULT_NETWORK
 }
 
+/// Longest name a search domain may have (RFC 1035's 255 octets on the wire, as text).
+const MAX_DOMAIN_LENGTH: usize = 253;
+
+/// Checks `--dns-search` domains: domain names (letters, digits and hyphens in labels of 1-63
+/// characters, a trailing dot allowed), or `.` alone for no search domains, as Docker takes them.
+pub(super) fn check_dns_search(domains: &[String]) -> Result<()> {
+    if domains.len() > 1 && domains.iter().any(|d| d == ".") {
+        return Err(Error::BadRequest("--dns-search . means no search domains and cannot be given with others".into()));
+    }
+    for domain in domains.iter().filter(|d| *d != ".") {
+        let name = domain.strip_suffix('.').unwrap_or(domain);
+        let label_ok = |label: &str| {
+            (1..=63).contains(&label.len())
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        };
+        if name.is_empty() || name.len() > MAX_DOMAIN_LENGTH || !name.split('.').all(label_ok) {
+            return Err(Error::BadRequest(format!("invalid --dns-search domain {domain:?}: a domain name is expected")));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `--dns-option` values: each is one word of printable ASCII (`ndots:1`, `edns0`), as
+/// they are written on one `options` line.
+pub(super) fn check_dns_options(options: &[String]) -> Result<()> {
+    match options.iter().find(|o| o.is_empty() || !o.bytes().all(|b| b.is_ascii_graphic())) {
+        Some(bad) => Err(Error::BadRequest(format!(
+            "invalid --dns-option {bad:?}: one word of printable characters is expected, e.g. ndots:1"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// The daemon's upstreams from a list of resolver addresses (`--dns`, resolv.conf).
 pub fn upstreams_of(addresses: &[IpAddr]) -> Vec<SocketAddr> {
     addresses.iter().map(|ip| SocketAddr::new(*ip, DNS_PORT)).collect()
@@ -132,6 +168,26 @@ impl Controller {
         }
         let listener = self.resolver.listen(&sandbox.id, setup.udp, setup.tcp).map_err(|e| failed(e.to_string()))?;
         Ok((listener, setup.ports))
+    }
+
+    /// The resolvers the processes of `sandbox` ask: the embedded one when it has it (or the
+    /// sandbox whose namespace it shares has it), else its own `--dns`, else the daemon's, else
+    /// the host's.
+    fn nameservers_for(&self, state: &State, sandbox: &SandboxRecord) -> Nameservers {
+        if state.uses_embedded_dns(sandbox) {
+            Nameservers::Embedded
+        } else if !sandbox.dns_servers.is_empty() {
+            Nameservers::Listed(sandbox.dns_servers.clone())
+        } else if !self.dns_servers.is_empty() {
+            Nameservers::Listed(self.dns_servers.clone())
+        } else {
+            Nameservers::Host { loopback_reachable: sandbox.mode == SandboxMode::Host }
+        }
+    }
+
+    /// Writes (or rewrites) the hosts, hostname and resolv.conf files of `sandbox`.
+    pub(super) fn write_files(&self, state: &State, sandbox: &SandboxRecord) -> std::io::Result<()> {
+        write_sandbox_files(sandbox, &self.nameservers_for(state, sandbox))
     }
 
     /// Swaps the directory rebuilt from `state` into the resolver.

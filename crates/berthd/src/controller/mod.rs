@@ -174,6 +174,15 @@ impl BlockingFirewall {
 }
 
 /// The daemon's command executor; shared by every API handler.
+/// What berthd's command line says about how the controller works.
+#[derive(Debug, Clone, Default)]
+pub struct DaemonSettings {
+    /// `--userland-proxy-only`: published ports get no kernel DNAT.
+    pub userland_proxy_only: bool,
+    /// `--dns`: see [`Controller`]'s field.
+    pub dns_servers: Vec<IpAddr>,
+}
+
 pub struct Controller {
     state: Mutex<State>,
     store: Store,
@@ -183,6 +192,9 @@ pub struct Controller {
     proxy: Option<ProxyClient>,
     /// The embedded DNS server every sandbox's listener feeds.
     resolver: Arc<Resolver>,
+    /// The daemon's `--dns` servers: the upstreams of the embedded resolver, and the
+    /// nameservers of sandboxes without it (unless they name their own); empty for the host's.
+    dns_servers: Vec<IpAddr>,
     host: Netlink,
     paths: Paths,
     /// What commands changed, for `GET /events`.
@@ -204,18 +216,19 @@ impl Controller {
         proxy: Option<ProxyClient>,
         resolver: Arc<Resolver>,
         default_network: Option<DefaultNetwork>,
-        proxy_only: bool,
+        settings: DaemonSettings,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&paths.sandboxes_dir)?;
         berth_sys::netns::prepare_netns_dir(&paths.netns_dir)?;
         let host = Netlink::connect()?;
         let controller = Self {
-            state: Mutex::new(State { kernel_dnat: !proxy_only, ..State::default() }),
+            state: Mutex::new(State { kernel_dnat: !settings.userland_proxy_only, ..State::default() }),
             store,
             bridge: BridgeDriver::new(host.clone()),
             firewall: BlockingFirewall(firewall),
             proxy,
             resolver,
+            dns_servers: settings.dns_servers,
             host,
             paths,
             events: events::EventBus::default(),

@@ -14,7 +14,7 @@ use ipnet::IpNet;
 use super::networks::default_network_record;
 use super::sandboxes::daemon_netns_path;
 use super::{Controller, State};
-use crate::sandbox_files::{sandbox_files_exist, write_sandbox_files};
+use crate::sandbox_files::sandbox_files_exist;
 
 /// The default network to make when the store has none (`--bridge-subnet`).
 #[derive(Debug, Clone, Copy)]
@@ -130,7 +130,7 @@ impl Controller {
             }
         }
         if rewrite_files {
-            if let Err(e) = write_sandbox_files(&sandbox, state.uses_embedded_dns(&sandbox)) {
+            if let Err(e) = self.write_files(state, &sandbox) {
                 tracing::error!(sandbox = %sandbox.name, "cannot rewrite sandbox files: {e}");
             }
         }

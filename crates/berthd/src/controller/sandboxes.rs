@@ -17,11 +17,11 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::events::Action;
-use super::dns::has_names;
+use super::dns::{check_dns_options, check_dns_search, has_names};
 use super::{endpoint_addresses, Controller, State};
 use crate::error::{Error, Result};
 use crate::ids;
-use crate::sandbox_files::{remove_sandbox_files, write_sandbox_files};
+use crate::sandbox_files::remove_sandbox_files;
 
 /// How long `stop` waits after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -92,6 +92,8 @@ impl Controller {
             .iter()
             .map(|t| t.parse().map_err(|_| Error::BadRequest(format!("invalid --dns address {t:?}: an IP address is expected"))))
             .collect::<Result<Vec<IpAddr>>>()?;
+        check_dns_search(&request.dns_search)?;
+        check_dns_options(&request.dns_options)?;
 
         let mode_text = request.network_mode.as_str();
         let (mode, netns_path, network) = match (request.netns.as_deref(), mode_text) {
@@ -113,6 +115,13 @@ impl Controller {
                 (SandboxMode::Bridge, self.netns_path_for(&id), Some(network))
             }
         };
+        if matches!(mode, SandboxMode::Container(_))
+            && !(dns_servers.is_empty() && request.dns_search.is_empty() && request.dns_options.is_empty())
+        {
+            return Err(Error::BadRequest(format!(
+                "--dns, --dns-search and --dns-option cannot be used with network mode {mode_text}: the sandbox uses its target's resolver settings"
+            )));
+        }
         if network.is_none() && (ipv4.is_some() || ipv6.is_some()) {
             return Err(Error::BadRequest(format!("--ip needs a network; network mode {mode_text} has none")));
         }
@@ -134,6 +143,8 @@ impl Controller {
             ports: Vec::new(),
             resolver: None,
             dns_servers,
+            dns_search: request.dns_search.clone(),
+            dns_options: request.dns_options.clone(),
         };
         let mut draft = SandboxDraft {
             created_netns: record.owns_netns(),
@@ -204,7 +215,7 @@ impl Controller {
         let dnats = state.sandbox_dnats(&draft.record);
         self.firewall.add_dnats(&dnats)?;
         draft.dnats = dnats;
-        write_sandbox_files(&draft.record, state.uses_embedded_dns(&draft.record))?;
+        self.write_files(state, &draft.record)?;
         self.store.commit(&[Change::PutSandbox(&draft.record)])?;
         Ok(())
     }
@@ -338,7 +349,7 @@ impl Controller {
         // The listener (if this is the sandbox's first network with names) is dropped, closing
         // its sockets, when a later step fails.
         let committed = match self.ensure_resolver(&state, &mut sandbox).await {
-            Ok(listener) => write_sandbox_files(&sandbox, state.uses_embedded_dns(&sandbox))
+            Ok(listener) => self.write_files(&state, &sandbox)
                 .map_err(Error::from)
                 .and_then(|()| Ok(self.store.commit(&[Change::PutSandbox(&sandbox)])?))
                 .map(|()| listener),
@@ -392,7 +403,7 @@ impl Controller {
         // Its names go before its veth: nothing resolves to an address that is going away.
         self.refresh_dns(&state);
         self.remove_endpoint(&mut state, &endpoint).await;
-        if let Err(e) = write_sandbox_files(&sandbox, state.uses_embedded_dns(&sandbox)) {
+        if let Err(e) = self.write_files(&state, &sandbox) {
             tracing::error!(sandbox = %sandbox.name, "cannot rewrite sandbox files: {e}");
         }
         tracing::info!(sandbox = %sandbox.name, network = %network.name, "disconnected");

@@ -104,6 +104,8 @@ impl State {
             state: SandboxState { running: !pids.is_empty(), pids },
             auto_remove: sandbox.auto_remove,
             dns: sandbox.dns_servers.iter().map(ToString::to_string).collect(),
+            dns_search: sandbox.dns_search.clone(),
+            dns_options: sandbox.dns_options.clone(),
             files: SandboxFiles {
                 hosts_path: hosts_path(sandbox),
                 resolv_conf_path: resolv_conf_path(sandbox),

@@ -172,6 +172,8 @@ impl Container {
                 port_bindings: settings.ports.clone(),
                 auto_remove: view.auto_remove,
                 dns: view.dns.clone(),
+                dns_search: view.dns_search.clone(),
+                dns_options: view.dns_options.clone(),
             },
             network_settings: ContainerNetworkSettings {
                 bridge: String::new(),
