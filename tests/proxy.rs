@@ -720,6 +720,11 @@ fn userland_proxy_only_serves_every_address_without_kernel_dnat() {
     assert_eq!(tcp, format!("{proxy_source}|lan-tcp"), "proxy log:\n{}", proxy_log(&host));
     let udp = peer.python_ok(&py::udp_client(berth_integration::HOST_LAN_IP, 8080, "lan-udp"));
     assert_eq!(udp, format!("{proxy_source}|lan-udp"));
+    // The host's second address: the reply leaves from the address the client wrote to (the
+    // client's socket is connected and would drop it from 192.0.2.1, which routing would pick).
+    host.sh_ok("ip addr add 192.0.2.10/24 dev lan0");
+    let udp = peer.python_ok(&py::udp_client("192.0.2.10", 8080, "second-address"));
+    assert_eq!(udp, format!("{proxy_source}|second-address"));
     // Loopback too, as always.
     assert_eq!(fetch(&host, "127.0.0.1", 8080, "loop"), format!("{proxy_source}|loop"));
     // berth's table has no DNAT element for the mapping; masquerade and isolation stay.

@@ -673,11 +673,12 @@ print(d.decode())
         fill(TCP_CLIENT, &[("__ADDR__", addr.to_owned()), ("__PORT__", port.to_string()), ("__MESSAGE__", message.to_owned())])
     }
 
-    /// A UDP client that sends `message` to `addr:port` (retrying) and prints the answer.
+    /// A UDP client that sends `message` to `addr:port` (retrying) and prints the answer. Its
+    /// socket is connected, as resolvers' are: a reply from any other address is not taken.
     pub fn udp_client(addr: &str, port: u16, message: &str) -> String {
         format!(
             "import socket\ns=socket.socket(socket.AF_INET6 if ':' in '{addr}' else socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(0.3)\n\
-for i in range(20):\n  s.sendto(b'{message}',('{addr}',{port}))\n  try:\n    print(s.recv(2048).decode())\n    break\n  except OSError:\n    pass\nelse:\n  raise SystemExit('no answer')\n"
+s.connect(('{addr}',{port}))\nfor i in range(20):\n  s.send(b'{message}')\n  try:\n    print(s.recv(2048).decode())\n    break\n  except OSError:\n    pass\nelse:\n  raise SystemExit('no answer')\n"
         )
     }
     fn fill(template: &str, pairs: &[(&str, String)]) -> String {

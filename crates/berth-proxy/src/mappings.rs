@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
+use berth_sys::udp_batch::report_destinations;
 use berth_types::{PortProtocol, ProxyMapping};
 use nix::sys::stat::fstat;
 use socket2::{SockRef, Socket, Type};
@@ -141,6 +142,10 @@ fn prepare_socket(mapping: &ProxyMapping, socket: OwnedFd) -> Result<ServedSocke
             }
             socket.set_nonblocking(true).map_err(|e| format!("cannot make the socket non-blocking: {e}"))?;
             let host_socket = UdpSocket::from_std(socket.into()).map_err(|e| format!("cannot register the socket: {e}"))?;
+            // On a wildcard address, replies must leave from the address each client wrote to.
+            if host_socket.local_addr().is_ok_and(|address| address.ip().is_unspecified()) {
+                report_destinations(&host_socket).map_err(|e| format!("cannot have the socket report destinations: {e}"))?;
+            }
             ServedSocket::Udp(Arc::new(host_socket))
         }
         PortProtocol::Sctp => return Err("the proxy does not serve sctp; publish sctp ports through kernel nat".into()),

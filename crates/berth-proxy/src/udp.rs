@@ -1,7 +1,9 @@
 //! UDP relaying: datagrams arriving on a mapping's host socket are taken in batches (`recvmmsg`)
-//! and sorted into flows by client address; each flow has its own UDP socket connected to the
-//! backend, so the backend's replies come back on that socket and go to the right client (sent
-//! from the host socket). Flows close after an idle timeout, and their number per mapping is
+//! and sorted into flows by client address (and, on a wildcard host socket, by the host address
+//! the client wrote to); each flow has its own UDP socket connected to the backend, so the
+//! backend's replies come back on that socket and go to the right client, sent from the host
+//! socket and from the address the client wrote to (a client that sent to the host's second
+//! address, or to 127.0.0.2, would drop a reply from another). Flows close after an idle timeout, and their number per mapping is
 //! bounded: datagrams from new clients beyond the bound are dropped, with a rate-limited
 //! warning. It knows nothing about the control protocol.
 //!
@@ -14,12 +16,12 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use berth_sys::udp_batch::{Datagram, ReceiveBatch};
+use berth_sys::udp_batch::{send_from, Datagram, ReceiveBatch};
 use socket2::SockRef;
 use tokio::net::UdpSocket;
 use tokio::task::{AbortHandle, JoinSet};
@@ -74,6 +76,14 @@ impl LastActive {
     }
 }
 
+/// What tells flows apart: the client, and the host address it wrote to when the host socket is
+/// bound to a wildcard address (replies must leave from that one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    client: SocketAddr,
+    host_address: Option<IpAddr>,
+}
+
 /// One client's flow: its socket connected to the backend and the task relaying replies.
 struct Flow {
     backend: Arc<UdpSocket>,
@@ -123,9 +133,9 @@ pub async fn serve(host_socket: Arc<UdpSocket>, mapping_id: Arc<str>, backend: S
             Some(ended) = clients.reply_tasks.join_next_with_id(), if !clients.reply_tasks.is_empty() => {
                 // A reply task ends by itself only when its socket failed: drop that flow so the
                 // client's next datagram opens a fresh one. Aborted tasks were removed already.
-                if let Ok((task_id, client)) = ended {
-                    if clients.flows.get(&client).is_some_and(|flow| flow.reply_task.id() == task_id) {
-                        clients.flows.remove(&client);
+                if let Ok((task_id, key)) = ended {
+                    if clients.flows.get(&key).is_some_and(|flow| flow.reply_task.id() == task_id) {
+                        clients.flows.remove(&key);
                     }
                 }
             },
@@ -140,8 +150,8 @@ struct ClientSide {
     backend: SocketAddr,
     settings: UdpSettings,
     epoch: Instant,
-    flows: HashMap<SocketAddr, Flow>,
-    reply_tasks: JoinSet<SocketAddr>,
+    flows: HashMap<FlowKey, Flow>,
+    reply_tasks: JoinSet<FlowKey>,
     table_full: LogThrottle,
     flow_failures: LogThrottle,
 }
@@ -163,6 +173,7 @@ impl ClientSide {
     /// the table has room; otherwise the datagram is dropped.
     fn relay_to_backend(&mut self, datagram: Datagram<'_>) {
         let client = datagram.source;
+        let key = FlowKey { client, host_address: datagram.destination };
         let mapping_id = &self.mapping_id;
         if datagram.truncated {
             tracing::debug!(
@@ -171,7 +182,7 @@ impl ClientSide {
             );
             return;
         }
-        if !self.flows.contains_key(&client) {
+        if !self.flows.contains_key(&key) {
             if self.flows.len() >= self.settings.max_flows {
                 if let Some(count) = self.table_full.occurrence() {
                     tracing::warn!(
@@ -182,10 +193,10 @@ impl ClientSide {
                 }
                 return;
             }
-            match open_flow(&self.host_socket, client, self.backend, self.epoch, &mut self.reply_tasks) {
+            match open_flow(&self.host_socket, key, self.backend, self.epoch, &mut self.reply_tasks) {
                 Ok(flow) => {
                     tracing::debug!(mapping = %mapping_id, "new udp flow from {client}");
-                    self.flows.insert(client, flow);
+                    self.flows.insert(key, flow);
                 }
                 Err(e) => {
                     if let Some(count) = self.flow_failures.occurrence() {
@@ -199,23 +210,26 @@ impl ClientSide {
                 }
             }
         }
-        let flow = &self.flows[&client];
+        let flow = &self.flows[&key];
         flow.last_active.touch();
-        if let Err(e) = send_now(&flow.backend, datagram.payload, None) {
+        if let Err(e) = SockRef::from(&*flow.backend).send(datagram.payload) {
             tracing::debug!(mapping = %mapping_id, "dropped a datagram from {client} to {}: {e}", self.backend);
         }
     }
 }
 
-/// Opens the flow of `client`: a socket of its own connected to the backend, and the task that
+/// Opens the flow of `key`: a socket of its own connected to the backend, and the task that
 /// relays the backend's replies. Synchronous (a UDP bind and connect do not wait), so that it
-/// can run while the receive batch is borrowed.
+/// can run while the receive batch is borrowed. A full send buffer drops a datagram (as a router
+/// would) rather than stall the other flows: sends are direct non-blocking ones, not tokio's
+/// `try_send`, which fails on a socket the reactor has not yet reported writable, such as a
+/// brand new one.
 fn open_flow(
     host_socket: &Arc<UdpSocket>,
-    client: SocketAddr,
+    key: FlowKey,
     backend: SocketAddr,
     epoch: Instant,
-    reply_tasks: &mut JoinSet<SocketAddr>,
+    reply_tasks: &mut JoinSet<FlowKey>,
 ) -> io::Result<Flow> {
     let unspecified: SocketAddr = match backend {
         SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
@@ -229,22 +243,10 @@ fn open_flow(
     let reply_task = reply_tasks.spawn(relay_replies(
         Arc::clone(&backend_socket),
         Arc::clone(host_socket),
-        client,
+        key,
         Arc::clone(&last_active),
     ));
     Ok(Flow { backend: backend_socket, last_active, reply_task })
-}
-
-/// Sends a datagram at once, to `target` or to the socket's connected peer. A full send buffer
-/// drops the datagram (as a router would) rather than stall the other flows. This is a direct
-/// non-blocking send, not tokio's `try_send`: that one fails on a socket the reactor has not
-/// yet reported writable, such as a flow's brand new socket.
-fn send_now(socket: &UdpSocket, datagram: &[u8], target: Option<SocketAddr>) -> io::Result<usize> {
-    let socket = SockRef::from(socket);
-    match target {
-        Some(target) => socket.send_to(datagram, &target.into()),
-        None => socket.send(datagram),
-    }
 }
 
 thread_local! {
@@ -259,23 +261,25 @@ thread_local! {
     static REPLY_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0u8; DATAGRAM_BUFFER_SIZE]);
 }
 
-/// Sends every datagram the backend sends on the flow's socket to `client`, from the host
-/// socket. Returns the client's address when the socket fails for good.
+/// Sends every datagram the backend sends on the flow's socket to its client, from the host
+/// socket (and the host address the client wrote to). Returns the flow's key when the socket
+/// fails for good.
 async fn relay_replies(
     backend: Arc<UdpSocket>,
     host_socket: Arc<UdpSocket>,
-    client: SocketAddr,
+    key: FlowKey,
     last_active: Arc<LastActive>,
-) -> SocketAddr {
+) -> FlowKey {
+    let client = key.client;
     loop {
         if let Err(e) = backend.readable().await {
             tracing::warn!("closing the udp flow of {client}: {e}");
-            return client;
+            return key;
         }
         let relayed = REPLY_BUFFER.with_borrow_mut(|buffer| -> io::Result<()> {
             let length = backend.try_recv(buffer)?;
             last_active.touch();
-            if let Err(e) = send_now(&host_socket, &buffer[..length], Some(client)) {
+            if let Err(e) = send_from(&host_socket, &buffer[..length], client, key.host_address) {
                 tracing::debug!("dropped a reply to {client}: {e}");
             }
             Ok(())
@@ -290,7 +294,7 @@ async fn relay_replies(
             }
             Err(e) => {
                 tracing::warn!("closing the udp flow of {client}: {e}");
-                return client;
+                return key;
             }
         }
     }

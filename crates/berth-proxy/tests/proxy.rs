@@ -619,6 +619,37 @@ fn udp_clients_get_their_own_replies() {
 }
 
 #[test]
+fn udp_replies_on_a_wildcard_socket_leave_from_the_address_the_client_wrote_to() {
+    in_fresh_netns("udp_replies_on_a_wildcard_socket_leave_from_the_address_the_client_wrote_to", || {
+        let proxy = Proxy::start("udp-wildcard", &[]);
+        let control = proxy.control();
+        let status = Command::new("ip").args(["addr", "add", "2001:db8::2/128", "dev", "lo", "nodad"]).status().unwrap();
+        assert!(status.success());
+        let v6_wildcard = Socket::new(Domain::IPV6, Type::DGRAM, None).unwrap();
+        v6_wildcard.set_only_v6(true).unwrap();
+        v6_wildcard.bind(&SockAddr::from("[::]:0".parse::<SocketAddr>().unwrap())).unwrap();
+        let v6_wildcard: UdpSocket = v6_wildcard.into();
+        let (v4_wildcard, _) = published_udp_on("0.0.0.0:0");
+        let backend = udp_echo_backend();
+        for (id, socket, client_bind, written_to) in [
+            // All of 127/8 is the host's, but routing would answer 127.0.0.2's client from 127.0.0.1.
+            ("wild-v4", &v4_wildcard, "127.0.0.1:0", "127.0.0.2"),
+            ("wild-v6", &v6_wildcard, "[::1]:0", "2001:db8::2"),
+        ] {
+            assert_eq!(control.add(id, PortProtocol::Udp, backend, socket.as_fd()), ProxyReply::Done);
+            let target = SocketAddr::new(written_to.parse().unwrap(), socket.local_addr().unwrap().port());
+            // A connected client takes datagrams from `target` only.
+            let client = udp_client_on(client_bind);
+            client.connect(target).unwrap();
+            client.send(b"from whom?").unwrap();
+            let mut buffer = [0u8; 64];
+            let length = client.recv(&mut buffer).unwrap_or_else(|e| panic!("{id}: no reply from {target}: {e}"));
+            assert_eq!(&buffer[..length], b"from whom?");
+        }
+    });
+}
+
+#[test]
 fn udp_flows_expire_and_are_bounded() {
     in_fresh_netns("udp_flows_expire_and_are_bounded", || {
         let proxy = Proxy::start("udp-bounds", &["--udp-idle-timeout", "1", "--udp-max-flows", "1"]);

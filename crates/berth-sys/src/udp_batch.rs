@@ -10,15 +10,25 @@
 //! out, so one batch can serve many sockets of one thread. [`send_batch`] sends a list of
 //! datagrams, waiting for room in the send buffer when it is full.
 //!
+//! A socket bound to a wildcard address answers from the address its client wrote to only if it
+//! says so: [`report_destinations`] has the kernel tell, for each datagram received, which local
+//! address it was sent to ([`Datagram::destination`]), and [`send_from`] sends a reply from that
+//! address (IP_PKTINFO / IPV6_PKTINFO). Without them the kernel picks the source by routing,
+//! and a client that sent to another of the host's addresses (a second address, 127.0.0.2)
+//! drops the reply as coming from a stranger.
+//!
 //! The message headers nix needs are built afresh for every call: they are not `Send` (they
 //! hold raw pointers) and the kernel shrinks their address lengths to the last sender's, so
 //! reusing them between sockets of different families could cut addresses.
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::net::{SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 
-use nix::sys::socket::{recvmmsg, sendmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+use nix::sys::socket::{
+    recvmmsg, sendmmsg, sendmsg, setsockopt, sockopt, ControlMessage, ControlMessageOwned, MsgFlags, MultiHeaders,
+    SockaddrStorage,
+};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -39,6 +49,7 @@ struct ReceivedDatagram {
     slot: usize,
     length: usize,
     source: SocketAddr,
+    destination: Option<IpAddr>,
     truncated: bool,
 }
 
@@ -47,6 +58,8 @@ struct ReceivedDatagram {
 pub struct Datagram<'a> {
     /// Who sent it.
     pub source: SocketAddr,
+    /// The local address it was sent to, when the socket reports it ([`report_destinations`]).
+    pub destination: Option<IpAddr>,
     /// Its bytes; only the first slot's worth when `truncated`.
     pub payload: &'a [u8],
     /// The datagram was longer than a slot and the kernel dropped the rest (`MSG_TRUNC`).
@@ -78,17 +91,27 @@ impl ReceiveBatch {
         self.received.clear();
         let mut slots: Vec<[IoSliceMut<'_>; 1]> =
             self.buffers.chunks_mut(self.datagram_capacity).map(|slot| [IoSliceMut::new(slot)]).collect();
-        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(slots.len(), None);
+        // Room in each slot for the one control message a socket may report (its destination).
+        let control = nix::cmsg_space!(libc::in6_pktinfo);
+        let mut headers = MultiHeaders::<SockaddrStorage>::preallocate(slots.len(), Some(control));
         // MSG_DONTWAIT: never block the runtime's thread, even on a socket left blocking.
         let messages = recvmmsg(socket.as_raw_fd(), &mut headers, &mut slots, MsgFlags::MSG_DONTWAIT, None)?;
         for (slot, message) in messages.enumerate() {
             let Some(source) = message.address.as_ref().and_then(ip_address_of) else {
                 continue;
             };
+            let destination = message.cmsgs().ok().into_iter().flatten().find_map(|control| match control {
+                ControlMessageOwned::Ipv4PacketInfo(info) => {
+                    Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(info.ipi_spec_dst.s_addr))))
+                }
+                ControlMessageOwned::Ipv6PacketInfo(info) => Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr))),
+                _ => None,
+            });
             self.received.push(ReceivedDatagram {
                 slot,
                 length: message.bytes,
                 source,
+                destination,
                 truncated: message.flags.contains(MsgFlags::MSG_TRUNC),
             });
         }
@@ -104,6 +127,7 @@ impl ReceiveBatch {
         let start = received.slot * self.datagram_capacity;
         Datagram {
             source: received.source,
+            destination: received.destination,
             payload: &self.buffers[start..start + received.length],
             truncated: received.truncated,
         }
@@ -115,6 +139,44 @@ fn ip_address_of(address: &SockaddrStorage) -> Option<SocketAddr> {
         return Some(SocketAddrV4::from(*v4).into());
     }
     address.as_sockaddr_in6().map(|v6| SocketAddrV6::from(*v6).into())
+}
+
+/// Has the kernel report, with each datagram `socket` receives, the local address it was sent
+/// to ([`Datagram::destination`]): IP_PKTINFO on an IPv4 socket, IPV6_RECVPKTINFO on an IPv6 one.
+pub fn report_destinations(socket: &UdpSocket) -> io::Result<()> {
+    match socket.local_addr()? {
+        SocketAddr::V4(_) => setsockopt(socket, sockopt::Ipv4PacketInfo, &true)?,
+        SocketAddr::V6(_) => setsockopt(socket, sockopt::Ipv6RecvPacketInfo, &true)?,
+    }
+    Ok(())
+}
+
+/// Sends one datagram to `destination` now, from the local address `source` when given (a
+/// [`Datagram::destination`], so a reply leaves from the address its client wrote to), else
+/// from the one routing picks. Never waits: a full send buffer is `WouldBlock`, which the
+/// caller may take as the datagram dropped.
+pub fn send_from(socket: &UdpSocket, payload: &[u8], destination: SocketAddr, source: Option<IpAddr>) -> io::Result<usize> {
+    let payload = [IoSlice::new(payload)];
+    let destination = SockaddrStorage::from(destination);
+    let v4_source = match source {
+        Some(IpAddr::V4(address)) => Some(libc::in_pktinfo {
+            ipi_ifindex: 0,
+            ipi_spec_dst: libc::in_addr { s_addr: u32::from(address).to_be() },
+            ipi_addr: libc::in_addr { s_addr: 0 },
+        }),
+        _ => None,
+    };
+    let v6_source = match source {
+        Some(IpAddr::V6(address)) => {
+            Some(libc::in6_pktinfo { ipi6_addr: libc::in6_addr { s6_addr: address.octets() }, ipi6_ifindex: 0 })
+        }
+        _ => None,
+    };
+    let control = v4_source
+        .as_ref()
+        .map(ControlMessage::Ipv4PacketInfo)
+        .or_else(|| v6_source.as_ref().map(ControlMessage::Ipv6PacketInfo));
+    Ok(sendmsg(socket.as_raw_fd(), &payload, control.as_slice(), MsgFlags::MSG_DONTWAIT, Some(&destination))?)
 }
 
 /// Sends every datagram of `datagrams` (payload, destination) from `socket`, in order, in as
@@ -304,6 +366,54 @@ mod tests {
             assert_eq!(to_first, [b"a".to_vec(), b"c".to_vec()]);
             assert_eq!(receive(&mut batch, &second).await, 1);
             assert_eq!(batch.iter().map(|d| d.payload).collect::<Vec<_>>(), [b"b"]);
+        });
+    }
+
+    /// A client connected to `to` (so it takes datagrams from that address only) gets a reply
+    /// from a wildcard-bound server only when the server sends it from the address the client
+    /// wrote to, which the server learned from the datagram.
+    async fn replies_come_from_the_address_written_to(wildcard: SocketAddr, client_bind: SocketAddr, written_to: IpAddr) {
+        let server = UdpSocket::bind(wildcard).await.expect("bind the wildcard server");
+        let port = server.local_addr().expect("an address").port();
+        let client = UdpSocket::bind(client_bind).await.expect("bind the client");
+        client.connect((written_to, port)).await.expect("connect the client");
+        let client_address = client.local_addr().expect("an address");
+        let mut batch = ReceiveBatch::new(4, 64);
+
+        // Not asked to report: no destination, and a reply from the routing's choice is lost.
+        client.send(b"first").await.expect("send");
+        receive(&mut batch, &server).await;
+        assert_eq!(batch.iter().map(|d| (d.source, d.destination)).collect::<Vec<_>>(), [(client_address, None)]);
+        send_from(&server, b"routed", client_address, None).expect("send the routed reply");
+        let mut buffer = [0u8; 16];
+        let lost = tokio::time::timeout(Duration::from_millis(300), client.recv(&mut buffer)).await;
+        assert!(lost.is_err(), "the connected client took a reply from another address: {lost:?}");
+
+        report_destinations(&server).expect("report destinations");
+        client.send(b"second").await.expect("send");
+        receive(&mut batch, &server).await;
+        let datagram = batch.iter().next().expect("a datagram");
+        assert_eq!((datagram.source, datagram.destination), (client_address, Some(written_to)));
+        send_from(&server, b"answer", client_address, datagram.destination).expect("send the reply");
+        let length = tokio::time::timeout(Duration::from_secs(5), client.recv(&mut buffer))
+            .await
+            .expect("the reply within 5 s")
+            .expect("receive");
+        assert_eq!(&buffer[..length], b"answer");
+    }
+
+    #[test]
+    fn a_wildcard_socket_learns_each_datagrams_destination_and_replies_from_it() {
+        in_netns("udp_batch::tests::a_wildcard_socket_learns_each_datagrams_destination_and_replies_from_it", async {
+            // 127.0.0.2 is the host's too (all of 127/8 is local), but routing answers from
+            // 127.0.0.1; on IPv6 a second address on lo does the same.
+            let any4: SocketAddr = (Ipv4Addr::UNSPECIFIED, 0).into();
+            let loopback4: SocketAddr = (Ipv4Addr::LOCALHOST, 0).into();
+            replies_come_from_the_address_written_to(any4, loopback4, Ipv4Addr::new(127, 0, 0, 2).into()).await;
+            run("ip addr add 2001:db8::2/128 dev lo nodad");
+            let any6: SocketAddr = (Ipv6Addr::UNSPECIFIED, 0).into();
+            let loopback6: SocketAddr = (Ipv6Addr::LOCALHOST, 0).into();
+            replies_come_from_the_address_written_to(any6, loopback6, "2001:db8::2".parse().unwrap()).await;
         });
     }
 
