@@ -1,6 +1,6 @@
 //! Sandboxes on real bridges: traffic between sandboxes (TCP and UDP, v4 and v6), to the
 //! gateway, on two networks; what `berth inspect` reports against what the kernel has; the
-//! host/none/container modes, `berth attach`, and `berth run` in the foreground.
+//! host/none/container modes, `berth attach`, `berth run` in the foreground, and `--add-host`.
 
 use berth_integration::{privileged, py, TestHost};
 
@@ -246,4 +246,49 @@ fn stop_ends_processes_and_detached_rm_sandboxes_go_when_done() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(!host.links().iter().any(|l| l.starts_with("bth")), "{:?}", host.links());
+}
+
+#[test]
+fn add_host_entries_reach_etc_hosts_and_host_gateway_reaches_the_host() {
+    if !privileged() {
+        return;
+    }
+    let host = TestHost::new(&[]);
+    host.berth_ok(&["network", "create", "--subnet", "10.12.0.0/24", "n1"]);
+    // A server of the host itself, on every address.
+    let _server = host.spawn("python3", &["-c", &py::tcp_echo_server("0.0.0.0", 9000)]);
+    host.berth_ok(&[
+        "run", "-d", "--name", "app", "--network", "n1", "--add-host", "host.docker.internal:host-gateway",
+        "--add-host", "db:192.0.2.7", "--add-host", "v6=[2001:db8::7]", "--", "sleep", "600",
+    ]);
+    let getent = |name: &str| String::from_utf8_lossy(&host.exec("app", &format!("getent hosts {name}")).stdout).trim().to_owned();
+    // host-gateway is the default network's gateway, a host address: real traffic reaches the
+    // host's server through it from a sandbox on another network.
+    assert!(getent("host.docker.internal").starts_with("172.17.0.1 "), "{}", getent("host.docker.internal"));
+    assert_eq!(host.python_in("app", &py::tcp_client("host.docker.internal", 9000, "to the host")), "echo:to the host");
+    assert!(getent("db").starts_with("192.0.2.7 "), "{}", getent("db"));
+    assert!(getent("v6").starts_with("2001:db8::7 "), "{}", getent("v6"));
+    // The sandbox's own lines stay first.
+    let hosts = String::from_utf8_lossy(&host.exec("app", "cat /etc/hosts").stdout).into_owned();
+    let own = format!("{}\t", host.ip_of("app", "n1"));
+    assert!(hosts.find(&own).unwrap() < hosts.find("172.17.0.1\thost.docker.internal").unwrap(), "{hosts}");
+    let listed = serde_json::json!(["host.docker.internal:172.17.0.1", "db:192.0.2.7", "v6:2001:db8::7"]);
+    assert_eq!(host.inspect("app")["ExtraHosts"], listed);
+    let docker_view = host.sh_ok(&format!("curl -sS --unix-socket {} http://berthd/v1.47/containers/app/json", host.socket().display()));
+    let docker_view: serde_json::Value = serde_json::from_str(&docker_view).unwrap();
+    assert_eq!(docker_view["HostConfig"]["ExtraHosts"], listed, "{docker_view}");
+    // Host mode: the host's file, then the entry.
+    host.berth_ok(&["run", "-d", "--name", "onhost", "--network", "host", "--add-host", "extra:192.0.2.9", "--", "sleep", "600"]);
+    let hosts = String::from_utf8_lossy(&host.exec("onhost", "cat /etc/hosts").stdout).into_owned();
+    let host_file = std::fs::read_to_string("/etc/hosts").unwrap();
+    assert!(hosts.starts_with(host_file.trim_end()) && hosts.ends_with("192.0.2.9\textra\n"), "{hosts}");
+    // Bad entries: one line, no sandbox.
+    let before = host.berth_ok(&["ps"]);
+    for (spec, says) in [("nocolon", "NAME:IP is expected"), ("db:not-an-ip", "not an IP address"), ("bad name:192.0.2.1", "not a host name")] {
+        let err = host.berth_err(&["run", "-d", "--add-host", spec, "--", "sleep", "1"]);
+        assert!(err.contains(says) && err.trim().lines().count() == 1, "{spec}: {err}");
+    }
+    let err = host.berth_err(&["run", "-d", "--network", "container:app", "--add-host", "x:192.0.2.1", "--", "sleep", "1"]);
+    assert!(err.contains("cannot be used with network mode container:app"), "{err}");
+    assert_eq!(host.berth_ok(&["ps"]), before);
 }

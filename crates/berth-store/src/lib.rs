@@ -148,6 +148,7 @@ mod tests {
             dns_servers: vec![],
             dns_search: vec![],
             dns_options: vec![],
+            extra_hosts: vec![],
             auto_remove: false,
         }
     }

@@ -142,6 +142,8 @@ pub struct SandboxCreate {
     pub dns_search: Vec<String>,
     /// The sandbox's own resolver options (`--dns-option`, e.g. `ndots:1`).
     pub dns_options: Vec<String>,
+    /// Further /etc/hosts entries (`--add-host NAME:IP`, IP may be `host-gateway`).
+    pub extra_hosts: Vec<String>,
 }
 
 /// Body of `POST /v1/sandboxes/{sandbox}/ports` (publish) and
@@ -234,6 +236,9 @@ pub struct Sandbox {
     /// The sandbox's own resolver options (`--dns-option`); the host's when empty.
     #[serde(default)]
     pub dns_options: Vec<String>,
+    /// Its further /etc/hosts entries (`--add-host`), `NAME:IP` with `host-gateway` resolved.
+    #[serde(default)]
+    pub extra_hosts: Vec<String>,
     pub files: SandboxFiles,
     pub network_settings: NetworkSettings,
 }

@@ -366,6 +366,8 @@ pub struct ContainerHostConfig {
     pub dns_search: Vec<String>,
     /// `--dns-option`: the sandbox's own resolver options.
     pub dns_options: Vec<String>,
+    /// `--add-host`: further /etc/hosts entries, `NAME:IP`.
+    pub extra_hosts: Vec<String>,
 }
 
 /// Docker's `NetworkSettings`; the top-level address fields are those of the default network

@@ -119,6 +119,16 @@ pub struct SandboxRecord {
     /// Resolver options of this sandbox only (`--dns-option`); the host's when empty.
     #[serde(default)]
     pub dns_options: Vec<String>,
+    /// Further /etc/hosts entries (`--add-host`), in the order given.
+    #[serde(default)]
+    pub extra_hosts: Vec<ExtraHost>,
+}
+
+/// One `--add-host` entry: a name and the address /etc/hosts gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraHost {
+    pub name: String,
+    pub address: IpAddr,
 }
 
 /// Where, on the resolver address inside a sandbox, berthd's listener for it is bound; the

@@ -5,6 +5,8 @@
 //! else the host's without loopback nameservers the sandbox cannot reach, falling back to public
 //! resolvers when none is left. Search domains and options are the host's unless the sandbox
 //! has its own (`--dns-search`, `--dns-option`); every other line of the host's file is kept.
+//! hosts lists the sandbox's own addresses (the host's file in host mode), then its
+//! `--add-host` entries.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -45,10 +47,16 @@ pub enum Nameservers {
 pub fn write_sandbox_files(sandbox: &SandboxRecord, nameservers: &Nameservers) -> std::io::Result<()> {
     fs::create_dir_all(&sandbox.config_dir)?;
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let hosts = match sandbox.mode {
+    let mut hosts = match sandbox.mode {
         SandboxMode::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
         _ => sandbox_hosts(sandbox),
     };
+    if !hosts.is_empty() && !hosts.ends_with('\n') {
+        hosts.push('\n');
+    }
+    for entry in &sandbox.extra_hosts {
+        let _ = writeln!(hosts, "{}\t{}", entry.address, entry.name);
+    }
     fs::write(hosts_path(sandbox), hosts)?;
     fs::write(resolv_conf_path(sandbox), resolv_conf(&host_resolv, nameservers, &sandbox.dns_search, &sandbox.dns_options))?;
     fs::write(hostname_path(sandbox), format!("{}\n", sandbox.hostname))

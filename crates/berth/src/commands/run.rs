@@ -120,6 +120,9 @@ pub struct RunArgs {
     /// Resolver option for this sandbox's resolv.conf, instead of the host's (repeatable), e.g. ndots:1
     #[arg(long = "dns-option", visible_alias = "dns-opt", value_name = "OPTION")]
     dns_option: Vec<String>,
+    /// Add an /etc/hosts entry (repeatable); IP "host-gateway" is the default network's gateway, a host address
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    add_host: Vec<String>,
     /// Run in the background and print the sandbox id
     #[arg(short, long)]
     detach: bool,
@@ -234,6 +237,7 @@ fn sandbox_create(args: &RunArgs) -> Result<SandboxCreate> {
         dns: args.dns.iter().map(ToString::to_string).collect(),
         dns_search: args.dns_search.clone(),
         dns_options: args.dns_option.clone(),
+        extra_hosts: args.add_host.clone(),
     })
 }
 

@@ -204,6 +204,7 @@ pub(crate) mod tests {
             dns: Vec::new(),
             dns_search: Vec::new(),
             dns_options: Vec::new(),
+            extra_hosts: Vec::new(),
             files: SandboxFiles {
                 hosts_path: "/run/berth/sandboxes/x/hosts".into(),
                 resolv_conf_path: "/run/berth/sandboxes/x/resolv.conf".into(),

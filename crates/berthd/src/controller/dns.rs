@@ -10,7 +10,7 @@ use std::path::Path;
 
 use berth_dns::directory::Querier;
 use berth_dns::{Directory, DirectoryBuilder, SandboxListener, RESOLVER_ADDRESS};
-use berth_types::{ResolverPorts, SandboxMode, SandboxRecord, DEFAULT_NETWORK};
+use berth_types::{ExtraHost, ResolverPorts, SandboxMode, SandboxRecord, DEFAULT_NETWORK};
 
 use super::{endpoint_addresses, Controller, State};
 use crate::error::{Error, Result};
@@ -79,25 +79,55 @@ pub(super) fn has_names(network: &berth_types::NetworkRecord) -> bool {
 /// Longest name a search domain may have (RFC 1035's 255 octets on the wire, as text).
 const MAX_DOMAIN_LENGTH: usize = 253;
 
-/// Checks `--dns-search` domains: domain names (letters, digits and hyphens in labels of 1-63
-/// characters, a trailing dot allowed), or `.` alone for no search domains, as Docker takes them.
+/// Whether `name` is a domain name: labels of 1-63 letters, digits and hyphens (not at either
+/// end), at most 253 characters, a trailing dot allowed.
+fn is_domain_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    !name.is_empty() && name.len() <= MAX_DOMAIN_LENGTH && name.split('.').all(label_ok)
+}
+
+/// Checks `--dns-search` domains: domain names, or `.` alone for no search domains, as Docker
+/// takes them.
 pub(super) fn check_dns_search(domains: &[String]) -> Result<()> {
     if domains.len() > 1 && domains.iter().any(|d| d == ".") {
         return Err(Error::BadRequest("--dns-search . means no search domains and cannot be given with others".into()));
     }
-    for domain in domains.iter().filter(|d| *d != ".") {
-        let name = domain.strip_suffix('.').unwrap_or(domain);
-        let label_ok = |label: &str| {
-            (1..=63).contains(&label.len())
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        };
-        if name.is_empty() || name.len() > MAX_DOMAIN_LENGTH || !name.split('.').all(label_ok) {
-            return Err(Error::BadRequest(format!("invalid --dns-search domain {domain:?}: a domain name is expected")));
-        }
+    match domains.iter().find(|d| *d != "." && !is_domain_name(d)) {
+        Some(bad) => Err(Error::BadRequest(format!("invalid --dns-search domain {bad:?}: a domain name is expected"))),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+/// The address `--add-host NAME:host-gateway` stands for.
+const HOST_GATEWAY: &str = "host-gateway";
+
+/// Parses `--add-host` entries, `NAME:IP` or `NAME=IP` (an IPv6 address bare or in brackets);
+/// `host-gateway` is `host_gateway`, an address of the host that sandboxes reach (the default
+/// network's gateway, as Docker's docker0 address).
+pub(super) fn parse_extra_hosts(specs: &[String], host_gateway: Option<IpAddr>) -> Result<Vec<ExtraHost>> {
+    specs
+        .iter()
+        .map(|spec| {
+            let invalid = |why: &str| Error::BadRequest(format!("invalid --add-host {spec:?}: {why}"));
+            let (name, address) = spec.split_once([':', '=']).ok_or_else(|| invalid("NAME:IP is expected"))?;
+            if !is_domain_name(name) {
+                return Err(invalid("the name is not a host name"));
+            }
+            let address = if address == HOST_GATEWAY {
+                host_gateway.ok_or_else(|| invalid("host-gateway needs the default network, whose gateway it is"))?
+            } else {
+                let bare = address.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(address);
+                bare.parse().map_err(|_| invalid("the address is not an IP address or host-gateway"))?
+            };
+            Ok(ExtraHost { name: name.to_owned(), address })
+        })
+        .collect()
 }
 
 /// Checks `--dns-option` values: each is one word of printable ASCII (`ndots:1`, `edns0`), as
@@ -241,4 +271,60 @@ fn bind_tcp(addr: SocketAddrV4) -> std::io::Result<TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(128)?;
     Ok(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(specs: &[&str], host_gateway: Option<&str>) -> Result<Vec<(String, String)>> {
+        let specs: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
+        let entries = parse_extra_hosts(&specs, host_gateway.map(|g| g.parse().unwrap()))?;
+        Ok(entries.into_iter().map(|e| (e.name, e.address.to_string())).collect())
+    }
+
+    #[test]
+    fn extra_hosts_take_docker_spellings() {
+        let entries = parsed(
+            &["db:192.0.2.7", "v6:2001:db8::7", "bracketed=[2001:db8::8]", "host.docker.internal:host-gateway"],
+            Some("172.17.0.1"),
+        )
+        .unwrap();
+        let expected = [("db", "192.0.2.7"), ("v6", "2001:db8::7"), ("bracketed", "2001:db8::8"), ("host.docker.internal", "172.17.0.1")];
+        assert_eq!(entries, expected.map(|(n, a)| (n.to_owned(), a.to_owned())));
+    }
+
+    #[test]
+    fn bad_extra_hosts_are_refused_in_one_line() {
+        for (spec, says) in [
+            ("nocolon", "NAME:IP is expected"),
+            ("bad name:192.0.2.7", "not a host name"),
+            (":192.0.2.7", "not a host name"),
+            ("db:300.1.1.1", "not an IP address"),
+            ("db:192.0.2.7\n10.0.0.1 evil", "not an IP address"),
+        ] {
+            let message = parsed(&[spec], Some("172.17.0.1")).unwrap_err().to_string();
+            assert!(message.contains(says) && !message.contains('\n'), "{spec:?}: {message}");
+        }
+        let message = parsed(&["gw:host-gateway"], None).unwrap_err().to_string();
+        assert!(message.contains("host-gateway needs the default network"), "{message}");
+    }
+
+    #[test]
+    fn search_domains_and_options_are_checked() {
+        let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(check_dns_search(&list(&["example.test", "corp.example.", "a-b.c"])).is_ok());
+        assert!(check_dns_search(&list(&["."])).is_ok());
+        for bad in [&["."][..], &["-a.test"], &["a..test"], &["under_score.test"], &["a b"]] {
+            let mut with_other = list(bad);
+            if bad == ["."] {
+                with_other.push("a.test".into());
+            }
+            assert!(check_dns_search(&with_other).is_err(), "{with_other:?}");
+        }
+        assert!(check_dns_options(&list(&["ndots:1", "edns0", "timeout:2"])).is_ok());
+        for bad in ["", "ndots:1 rotate", "a\nnameserver 1.2.3.4", "tab\there"] {
+            assert!(check_dns_options(&list(&[bad])).is_err(), "{bad:?}");
+        }
+    }
 }

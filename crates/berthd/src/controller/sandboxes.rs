@@ -17,7 +17,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use super::events::Action;
-use super::dns::{check_dns_options, check_dns_search, has_names};
+use super::dns::{check_dns_options, check_dns_search, has_names, parse_extra_hosts};
 use super::{endpoint_addresses, Controller, State};
 use crate::error::{Error, Result};
 use crate::ids;
@@ -94,6 +94,13 @@ impl Controller {
             .collect::<Result<Vec<IpAddr>>>()?;
         check_dns_search(&request.dns_search)?;
         check_dns_options(&request.dns_options)?;
+        let host_gateway = state
+            .networks
+            .values()
+            .find(|n| n.name == DEFAULT_NETWORK)
+            .and_then(|n| n.subnet_v4())
+            .map(|s| s.gateway);
+        let extra_hosts = parse_extra_hosts(&request.extra_hosts, host_gateway)?;
 
         let mode_text = request.network_mode.as_str();
         let (mode, netns_path, network) = match (request.netns.as_deref(), mode_text) {
@@ -116,10 +123,13 @@ impl Controller {
             }
         };
         if matches!(mode, SandboxMode::Container(_))
-            && !(dns_servers.is_empty() && request.dns_search.is_empty() && request.dns_options.is_empty())
+            && !(dns_servers.is_empty()
+                && request.dns_search.is_empty()
+                && request.dns_options.is_empty()
+                && extra_hosts.is_empty())
         {
             return Err(Error::BadRequest(format!(
-                "--dns, --dns-search and --dns-option cannot be used with network mode {mode_text}: the sandbox uses its target's resolver settings"
+                "--dns, --dns-search, --dns-option and --add-host cannot be used with network mode {mode_text}: the sandbox uses its target's resolver settings and hosts"
             )));
         }
         if network.is_none() && (ipv4.is_some() || ipv6.is_some()) {
@@ -145,6 +155,7 @@ impl Controller {
             dns_servers,
             dns_search: request.dns_search.clone(),
             dns_options: request.dns_options.clone(),
+            extra_hosts,
         };
         let mut draft = SandboxDraft {
             created_netns: record.owns_netns(),

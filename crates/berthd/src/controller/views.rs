@@ -106,6 +106,7 @@ impl State {
             dns: sandbox.dns_servers.iter().map(ToString::to_string).collect(),
             dns_search: sandbox.dns_search.clone(),
             dns_options: sandbox.dns_options.clone(),
+            extra_hosts: sandbox.extra_hosts.iter().map(|entry| format!("{}:{}", entry.name, entry.address)).collect(),
             files: SandboxFiles {
                 hosts_path: hosts_path(sandbox),
                 resolv_conf_path: resolv_conf_path(sandbox),

@@ -174,6 +174,7 @@ impl Container {
                 dns: view.dns.clone(),
                 dns_search: view.dns_search.clone(),
                 dns_options: view.dns_options.clone(),
+                extra_hosts: view.extra_hosts.clone(),
             },
             network_settings: ContainerNetworkSettings {
                 bridge: String::new(),
