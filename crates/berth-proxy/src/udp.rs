@@ -3,9 +3,9 @@
 //! the client wrote to); each flow has its own UDP socket connected to the backend, so the
 //! backend's replies come back on that socket and go to the right client, sent from the host
 //! socket and from the address the client wrote to (a client that sent to the host's second
-//! address, or to 127.0.0.2, would drop a reply from another). Flows close after an idle timeout, and their number per mapping is
-//! bounded: datagrams from new clients beyond the bound are dropped, with a rate-limited
-//! warning. It knows nothing about the control protocol.
+//! address, or to 127.0.0.2, would drop a reply from another). Flows close after an idle
+//! timeout, and their number per mapping is bounded: datagrams from new clients beyond the bound
+//! are dropped, with a rate-limited warning. It knows nothing about the control protocol.
 //!
 //! Replies are relayed one by one: each is taken from its flow's own socket, so there is no
 //! batch to take, and holding replies back to send them together (`sendmmsg`) would save one
