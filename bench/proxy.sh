@@ -386,7 +386,7 @@ else:
 for figure in ("tcp_bulk", "conn", "conn_cpu", "rr_p99", "udp", "udp_cpu"):
     by = per.get(figure, {})
     print(f"per round {figure}: " + "; ".join(f"{p} " + ", ".join(num(v) for v in by[p]) for p in paths if p in by)
-          + "; b/direct " + ", ".join(num(x, 3) for x in round_ratios(figure, "berth", "direct"))
+          + ("; b/direct " + ", ".join(num(x, 3) for x in round_ratios(figure, "berth", "direct")) if "direct" in by else "")
           + ("; b/docker " + ", ".join(num(x, 3) for x in round_ratios(figure, "berth", "docker")) if "docker" in by else ""))
 for problem in failures:
     print(f"problem: {problem}")
