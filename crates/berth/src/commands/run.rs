@@ -111,7 +111,7 @@ pub struct RunArgs {
     /// A further name of the sandbox on its (user-defined) network (repeatable)
     #[arg(long = "network-alias", value_name = "ALIAS")]
     network_alias: Vec<String>,
-    /// Upstream resolver for this sandbox's names that are not berth's (repeatable)
+    /// Resolver for this sandbox: upstream of the embedded DNS on user-defined networks, its nameserver elsewhere (repeatable)
     #[arg(long, value_name = "IP")]
     dns: Vec<std::net::IpAddr>,
     /// Search domain for this sandbox's resolv.conf, instead of the host's (repeatable; "." for none)
