@@ -94,12 +94,7 @@ impl Controller {
             .collect::<Result<Vec<IpAddr>>>()?;
         check_dns_search(&request.dns_search)?;
         check_dns_options(&request.dns_options)?;
-        let host_gateway = state
-            .networks
-            .values()
-            .find(|n| n.name == DEFAULT_NETWORK)
-            .and_then(|n| n.subnet_v4())
-            .map(|s| s.gateway);
+        let host_gateway = state.network(DEFAULT_NETWORK).ok().and_then(|n| n.subnet_v4()).map(|s| s.gateway);
         let extra_hosts = parse_extra_hosts(&request.extra_hosts, host_gateway)?;
 
         let mode_text = request.network_mode.as_str();
