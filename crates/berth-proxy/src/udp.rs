@@ -14,6 +14,7 @@
 //! delivery of the packet, which batching does not change.
 
 use std::cell::RefCell;
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -182,35 +183,38 @@ impl ClientSide {
             );
             return;
         }
-        if !self.flows.contains_key(&key) {
-            if self.flows.len() >= self.settings.max_flows {
-                if let Some(count) = self.table_full.occurrence() {
-                    tracing::warn!(
-                        mapping = %mapping_id,
-                        "udp flow table full ({} flows): dropped {count} datagrams from new clients",
-                        self.settings.max_flows
-                    );
-                }
-                return;
-            }
-            match open_flow(&self.host_socket, key, self.backend, self.epoch, &mut self.reply_tasks) {
-                Ok(flow) => {
-                    tracing::debug!(mapping = %mapping_id, "new udp flow from {client}");
-                    self.flows.insert(key, flow);
-                }
-                Err(e) => {
-                    if let Some(count) = self.flow_failures.occurrence() {
+        let open_flows = self.flows.len();
+        let flow = match self.flows.entry(key) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                if open_flows >= self.settings.max_flows {
+                    if let Some(count) = self.table_full.occurrence() {
                         tracing::warn!(
                             mapping = %mapping_id,
-                            "cannot open udp flows to {} ({count} failures): {e}",
-                            self.backend
+                            "udp flow table full ({} flows): dropped {count} datagrams from new clients",
+                            self.settings.max_flows
                         );
                     }
                     return;
                 }
+                match open_flow(&self.host_socket, key, self.backend, self.epoch, &mut self.reply_tasks) {
+                    Ok(flow) => {
+                        tracing::debug!(mapping = %mapping_id, "new udp flow from {client}");
+                        entry.insert(flow)
+                    }
+                    Err(e) => {
+                        if let Some(count) = self.flow_failures.occurrence() {
+                            tracing::warn!(
+                                mapping = %mapping_id,
+                                "cannot open udp flows to {} ({count} failures): {e}",
+                                self.backend
+                            );
+                        }
+                        return;
+                    }
+                }
             }
-        }
-        let flow = &self.flows[&key];
+        };
         flow.last_active.touch();
         if let Err(e) = SockRef::from(&*flow.backend).send(datagram.payload) {
             tracing::debug!(mapping = %mapping_id, "dropped a datagram from {client} to {}: {e}", self.backend);

@@ -346,8 +346,8 @@ fn udp_exchange(client: &UdpSocket, address: SocketAddr, message: &[u8], wait: D
 // TCP
 
 #[test]
-fn both_sockets_of_a_proxied_connection_have_nodelay_and_keepalives() {
-    in_fresh_netns("both_sockets_of_a_proxied_connection_have_nodelay_and_keepalives", || {
+fn a_proxied_connection_has_keepalives_on_both_sockets_and_a_nodelay_listener() {
+    in_fresh_netns("a_proxied_connection_has_keepalives_on_both_sockets_and_a_nodelay_listener", || {
         let proxy = Proxy::start("tcp-tuning", &[]);
         let (socket, address) = published_tcp();
         let backend = tcp_echo_backend();

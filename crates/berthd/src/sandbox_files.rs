@@ -33,7 +33,7 @@ pub fn hostname_path(sandbox: &SandboxRecord) -> String {
 }
 
 /// The resolvers a sandbox's resolv.conf names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Nameservers {
     /// berth's embedded resolver.
     Embedded,
@@ -129,7 +129,7 @@ fn resolv_conf(host: &str, nameservers: &Nameservers, search: &[String], options
             out.push('\n');
         }
     }
-    if nameservers == &(Nameservers::Host { loopback_reachable: false }) && !kept_host_nameserver {
+    if matches!(nameservers, Nameservers::Host { loopback_reachable: false }) && !kept_host_nameserver {
         out.push_str(FALLBACK_NAMESERVERS);
     }
     if !search.is_empty() && search != ["."] {
