@@ -181,6 +181,36 @@ fn attach_gives_a_foreign_namespace_an_endpoint() {
 }
 
 #[test]
+fn attaching_the_hosts_or_a_sandboxs_namespace_is_refused() {
+    if !privileged() {
+        return;
+    }
+    let host = TestHost::new(&[]);
+    host.berth_ok(&["network", "create", "--subnet", "10.41.0.0/24", "n1"]);
+    host.berth_ok(&["run", "-d", "--name", "s", "--network", "n1", "--", "sleep", "600"]);
+    let sandbox_key = host.inspect("s")["NetworkSettings"]["SandboxKey"].as_str().expect("SandboxKey").to_owned();
+    let berthd = host.berth_json(&["version"])["Pid"].as_u64().expect("berthd's pid");
+    let host_state = || (host.links(), host.sh_ok("ip -o addr show; ip route show; ip -6 route show; sysctl -n net.ipv6.conf.all.disable_ipv6"));
+    let before = (host_state(), host.berth_json(&["ps"]));
+    let own = format!("/proc/{berthd}/ns/net");
+    for (netns, expected) in [
+        ("/proc/1/ns/net", "is the host's network namespace"),
+        ("/proc/self/ns/net", "is the host's network namespace"),
+        (own.as_str(), "is the host's network namespace"),
+        (sandbox_key.as_str(), "is the network namespace of sandbox s"),
+    ] {
+        let err = host.berth_err(&["attach", "--name", "x", "--netns", netns, "--network", "n1"]);
+        assert!(err.contains(expected), "{netns}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert_eq!((host_state(), host.berth_json(&["ps"])), before, "attaching {netns} changed something");
+    }
+    let (status, _) = host.api("POST", "/v1/sandboxes", Some(&serde_json::json!({"Name": "x", "Netns": "/proc/1/ns/net"})));
+    assert_eq!(status, 403);
+    let (status, _) = host.api("POST", "/v1/sandboxes", Some(&serde_json::json!({"Name": "x", "Netns": sandbox_key})));
+    assert_eq!(status, 409);
+}
+
+#[test]
 fn foreground_run_returns_output_and_exit_code() {
     if !privileged() {
         return;

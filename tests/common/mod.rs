@@ -257,6 +257,26 @@ impl TestHost {
         serde_json::from_str(&self.berth_ok(&full)).expect("json output")
     }
 
+    /// One request to berthd's API with curl from inside the host: the status and the body
+    /// (parsed JSON, or Null when empty). `body` is sent as JSON when given.
+    pub fn api(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        let mut cmd = self.command("curl");
+        cmd.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method, "--unix-socket"]).arg(self.socket());
+        if let Some(body) = body {
+            cmd.args(["-H", "Content-Type: application/json", "--data-binary", &body.to_string()]);
+        }
+        let out = cmd.arg(format!("http://berthd{path}")).stdin(Stdio::null()).output().expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').unwrap_or_else(|| panic!("curl {method} {path}: {text:?} {:?}", out.stderr));
+        let status = status.trim().parse().unwrap_or_else(|_| panic!("curl {method} {path}: no status in {text:?}"));
+        let body = if body.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("{method} {path} answered {status} with a body that is not JSON ({e}): {body:?}"))
+        };
+        (status, body)
+    }
+
     /// Runs a shell script in the host namespace; returns its output.
     pub fn sh(&self, script: &str) -> Output {
         self.command("sh").args(["-c", script]).stdin(Stdio::null()).output().expect("run sh")

@@ -42,6 +42,9 @@ pub enum IpamError {
     #[error("no free address left in {}", describe_scope(subnet, range.as_ref()))]
     Exhausted { subnet: IpNet, range: Option<IpNet> },
 
+    #[error("subnet {subnet} cannot be used: it overlaps {what}")]
+    UnusableSubnet { subnet: IpNet, what: &'static str },
+
     #[error(
         "no free default pool left: every 172.17-172.31.0.0/16 and 192.168.0.0/20 subnet \
          overlaps a network or host route"

@@ -15,6 +15,42 @@ pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
+/// Address blocks no network may overlap, with what they are: a bridge there would take over
+/// addresses the kernel gives other meanings (its loopback, link-local autoconfiguration,
+/// multicast), or routes that are not a network's to make.
+const SPECIAL_BLOCKS: [(&str, &str); 11] = [
+    ("0.0.0.0/8", "\"this network\" (0.0.0.0/8)"),
+    ("127.0.0.0/8", "loopback (127.0.0.0/8)"),
+    ("169.254.0.0/16", "link-local (169.254.0.0/16)"),
+    ("224.0.0.0/4", "multicast (224.0.0.0/4)"),
+    ("240.0.0.0/4", "reserved (240.0.0.0/4, with the broadcast address)"),
+    ("::/127", "the unspecified and loopback addresses (::/127)"),
+    ("::ffff:0:0/96", "IPv4-mapped (::ffff:0:0/96)"),
+    ("fe80::/10", "link-local (fe80::/10)"),
+    ("ff00::/8", "multicast (ff00::/8)"),
+    // Only ever matched by a /0 itself, which overlaps every block above.
+    ("0.0.0.0/0", "every IPv4 address"),
+    ("::/0", "every IPv6 address"),
+];
+
+/// Refuses a subnet a network cannot have: the whole address space, or one overlapping the
+/// loopback, link-local, multicast or otherwise reserved blocks.
+pub fn check_usable_subnet(subnet: &IpNet) -> Result<(), IpamError> {
+    let whole = subnet.prefix_len() == 0;
+    let found = SPECIAL_BLOCKS.iter().find(|(block, _)| {
+        let block: IpNet = block.parse().expect("the special blocks are valid prefixes");
+        if whole || block.prefix_len() == 0 {
+            whole && block.prefix_len() == 0 && block.addr().is_ipv4() == subnet.addr().is_ipv4()
+        } else {
+            overlaps(&block, subnet)
+        }
+    });
+    match found {
+        Some((_, what)) => Err(IpamError::UnusableSubnet { subnet: *subnet, what }),
+        None => Ok(()),
+    }
+}
+
 /// The default pools, in Docker's order: 172.17.0.0/16 ... 172.31.0.0/16,
 /// then 192.168.0.0/20, 192.168.16.0/20, ... 192.168.240.0/20.
 pub fn default_pools() -> impl Iterator<Item = Ipv4Net> {
@@ -42,6 +78,20 @@ pub fn next_free_subnet(taken: &[IpNet]) -> Result<Ipv4Net, IpamError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn special_blocks_are_refused_and_private_ones_kept() {
+        for refused in ["127.0.0.0/8", "127.1.0.0/24", "169.254.0.0/16", "224.0.0.0/24", "0.0.0.0/0", "255.255.255.0/24", "::/0", "::/64", "fe80::/64", "ff02::/64", "::ffff:10.0.0.0/120", "0.0.0.0/16", "64.0.0.0/2"] {
+            let net: IpNet = refused.parse().unwrap();
+            let error = check_usable_subnet(&net).expect_err(refused);
+            assert!(error.to_string().starts_with(&format!("subnet {refused} cannot be used")), "{error}");
+        }
+        for kept in ["10.0.0.0/8", "172.17.0.0/16", "192.168.0.0/24", "198.51.100.0/24", "fd00:1::/64", "2001:db8::/64"] {
+            assert_eq!(check_usable_subnet(&kept.parse().unwrap()), Ok(()), "{kept}");
+        }
+        let whole = check_usable_subnet(&"0.0.0.0/0".parse().unwrap()).unwrap_err().to_string();
+        assert!(whole.contains("every IPv4 address"), "{whole}");
+    }
 
     fn net(s: &str) -> IpNet {
         s.parse().unwrap()

@@ -17,7 +17,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use berth_types::{ProxyReply, ProxyRequest};
 use clap::Parser;
-use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::control::{ControlConnection, ControlListener, Incoming};
@@ -54,7 +53,11 @@ fn main() {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    raise_file_limit();
+    // Every relayed connection costs four pipe ends and two sockets.
+    match berth_sys::limits::raise_open_file_limit() {
+        Ok(limit) => tracing::debug!("open file limit: {limit}"),
+        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+    }
     // Bound before the runtime starts its threads: binding sets the process umask for a moment.
     let control_socket = control::bind_control_socket(&args.control)?;
     tracing::info!("listening for berthd on {}", args.control.display());
@@ -75,35 +78,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         tracing::warn!("cannot remove control socket {}: {e}", args.control.display());
     }
     outcome
-}
-
-/// Every relayed connection costs four pipe ends and two sockets: lift the soft limit on open
-/// files to the hard limit so ten thousand connections fit. With CAP_SYS_RESOURCE (berthd runs
-/// as root) both limits go up to the kernel's ceiling (fs.nr_open) first.
-fn raise_file_limit() {
-    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok(limits) => limits,
-        Err(e) => {
-            tracing::warn!("cannot read the open file limit: {e}");
-            return;
-        }
-    };
-    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(hard);
-    let raised = if ceiling > hard && setrlimit(Resource::RLIMIT_NOFILE, ceiling, ceiling).is_ok() {
-        ceiling
-    } else if soft < hard {
-        if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-            tracing::warn!("cannot raise the open file limit from {soft} to {hard}: {e}");
-            return;
-        }
-        hard
-    } else {
-        soft
-    };
-    tracing::debug!("open file limit: {raised} (was {soft})");
 }
 
 /// How long a reply may wait for berthd to read; a stuck peer loses its connection.

@@ -141,7 +141,7 @@ mod tests {
             netns_path: format!("/run/berth/netns/{id}"),
             config_dir: format!("/run/berth/sandboxes/{id}"),
             endpoints: vec![],
-            pids: vec![],
+            processes: vec![],
             main_pid: None,
             ports: vec![],
             resolver: None,

@@ -183,6 +183,9 @@ pub struct EndpointSettings {
     pub interface: String,
     /// Further names of the sandbox on this network.
     pub aliases: Vec<String>,
+    /// The addresses asked for with `--ip`/`--ip6`; null when IPAM chose them.
+    #[serde(rename = "IPAMConfig", default)]
+    pub ipam_config: Option<crate::EndpointIpamConfig>,
     pub gateway: String,
     #[serde(rename = "IPAddress")]
     pub ip_address: String,

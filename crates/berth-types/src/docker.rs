@@ -132,6 +132,35 @@ pub struct SystemInfo {
     pub live_restore_enabled: bool,
     pub security_options: Vec<String>,
     pub warnings: Vec<String>,
+    pub debug: bool,
+    /// Open file descriptors of berthd.
+    #[serde(rename = "NFd")]
+    pub n_fd: usize,
+    /// Threads of berthd (Docker counts its goroutines here).
+    pub n_goroutines: usize,
+    pub runtimes: BTreeMap<String, RuntimeInfo>,
+    pub default_runtime: String,
+    pub index_server_address: String,
+    pub registry_config: RegistryConfig,
+    pub http_proxy: String,
+    pub https_proxy: String,
+    pub no_proxy: String,
+}
+
+/// One entry of `Runtimes` in `GET /info`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RuntimeInfo {
+    pub path: String,
+}
+
+/// `RegistryConfig` of `GET /info`: berth pulls no images, so it is Docker's empty default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RegistryConfig {
+    #[serde(rename = "InsecureRegistryCIDRs")]
+    pub insecure_registry_cidrs: Vec<String>,
+    pub index_configs: BTreeMap<String, serde_json::Value>,
+    pub mirrors: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -241,12 +270,13 @@ pub struct EndpointConfig {
     pub aliases: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// Docker's `IPAMConfig` of an endpoint: the addresses asked for, in requests and views.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EndpointIpamConfig {
-    #[serde(rename = "IPv4Address")]
+    #[serde(rename = "IPv4Address", skip_serializing_if = "Option::is_none")]
     pub ipv4_address: Option<String>,
-    #[serde(rename = "IPv6Address")]
+    #[serde(rename = "IPv6Address", skip_serializing_if = "Option::is_none")]
     pub ipv6_address: Option<String>,
 }
 

@@ -80,6 +80,16 @@ pub struct EndpointRecord {
     /// Further names of the sandbox on this network (`--alias`, Docker's Aliases).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// The addresses the user asked for (`--ip`, `--ip6`; Docker's `IPAMConfig`), shown back.
+    #[serde(default)]
+    pub requested: RequestedAddresses,
+}
+
+/// Addresses asked for an endpoint, rather than picked by IPAM.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestedAddresses {
+    pub ipv4: Option<Ipv4Addr>,
+    pub ipv6: Option<Ipv6Addr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,7 +106,10 @@ pub struct SandboxRecord {
     pub config_dir: String,
     pub endpoints: Vec<EndpointRecord>,
     /// Processes registered by `berth run` / `berth exec`; dead ones are left out of views.
-    pub pids: Vec<u32>,
+    /// (Records written before start times were kept had a `pids` list, which is ignored: a
+    /// bare pid cannot be told from a later process that got the same number.)
+    #[serde(default)]
+    pub processes: Vec<ProcessRecord>,
     /// The process `berth run` started; with `auto_remove`, its end removes the sandbox.
     #[serde(default)]
     pub main_pid: Option<u32>,
@@ -122,6 +135,14 @@ pub struct SandboxRecord {
     /// Further /etc/hosts entries (`--add-host`), in the order given.
     #[serde(default)]
     pub extra_hosts: Vec<ExtraHost>,
+}
+
+/// A process registered with a sandbox. The pid with the process's start time (clock ticks
+/// since boot, from /proc/PID/stat) names that process and no later one given the same pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessRecord {
+    pub pid: u32,
+    pub start_time: u64,
 }
 
 /// One `--add-host` entry: a name and the address /etc/hosts gives it.

@@ -97,6 +97,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.userland_proxy_only && !args.userland_proxy {
         bail!("--userland-proxy-only needs the userland proxy (--userland-proxy=true)");
     }
+    // A socket per published host port and family: lift the soft limit, as Docker does.
+    match berth_sys::limits::raise_open_file_limit() {
+        Ok(limit) => tracing::debug!("open file limit: {limit}"),
+        Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
+    }
     std::fs::create_dir_all(&args.data_root)
         .with_context(|| format!("cannot create data root {}", args.data_root.display()))?;
     let store = berth_store::Store::open(&args.data_root.join("state.redb"))?;
@@ -180,7 +185,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     });
-    let served = axum::serve(listener, api::router(controller.clone()))
+    let served = axum::serve(listener, api::router(controller.clone()).into_make_service_with_connect_info::<api::Caller>())
         .with_graceful_shutdown(async move {
             shutdown_signal().await;
             // Open event streams would otherwise keep the server waiting for their clients.

@@ -9,13 +9,18 @@ mod sandboxes;
 
 use std::sync::Arc;
 
-use axum::extract::Request;
+use axum::extract::connect_info::Connected;
+use axum::extract::{FromRequestParts, Query, Request};
+use axum::http::request::Parts;
+use axum::serve::IncomingStream;
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use berth_types::{ErrorBody, Version};
+use serde::de::DeserializeOwned;
+use tokio::net::UnixListener;
 
 use crate::controller::Controller;
 use crate::error::Error;
@@ -38,6 +43,9 @@ pub fn router(controller: Shared) -> Router {
         .route("/v1/sandboxes/{sandbox}/ports/remove", post(sandboxes::unpublish_ports))
         .route("/v1/firewall/reload", post(reload_firewall))
         .merge(docker::routes())
+        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
+            Error::MethodNotAllowed(format!("method {method} is not allowed on {}", uri.path()))
+        })
         .fallback(|method: Method, uri: Uri, _body: axum::body::Bytes| async move {
             // The body is read first: answering before it is sent makes the client's write fail
             // with a broken pipe instead of showing this message.
@@ -73,15 +81,32 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = match self {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
             tracing::error!("request failed: {self}");
         }
         (status, Json(ErrorBody { message: self.to_string() })).into_response()
+    }
+}
+
+/// Who is on the other end of an API connection, from the socket's credentials (SO_PEERCRED):
+/// its pid in berthd's pid namespace, `None` when the kernel cannot say.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub pid: Option<u32>,
+}
+
+impl Connected<IncomingStream<'_, UnixListener>> for Caller {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
+        let pid = stream.io().peer_cred().ok().and_then(|cred| cred.pid()).and_then(|pid| u32::try_from(pid).ok());
+        Self { pid }
     }
 }
 
@@ -96,5 +121,22 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
             .await
             .map(|Json(v)| Body(v))
             .map_err(|e| Error::BadRequest(format!("invalid request body: {}", e.body_text())))
+    }
+}
+
+/// Query parameters, with a malformed one answered as a 400 in berth's (and Docker's) error form.
+pub struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Params(v))
+            .map_err(|e| {
+                let cause = std::error::Error::source(&e).map_or_else(|| e.body_text(), ToString::to_string);
+                Error::BadRequest(format!("invalid query: {cause}"))
+            })
     }
 }

@@ -1,12 +1,12 @@
 //! Sandbox routes: list, inspect, create (run and attach), register a process, stop, remove.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use berth_types::{PortsChange, ProcessRegister, Sandbox, SandboxCreate};
 use serde::Deserialize;
 
-use super::{Body, Shared};
+use super::{Body, Caller, Params, Shared};
 use crate::error::Result;
 
 pub async fn list(State(c): State<Shared>) -> Json<Vec<Sandbox>> {
@@ -23,10 +23,11 @@ pub async fn create(State(c): State<Shared>, Body(request): Body<SandboxCreate>)
 
 pub async fn register_process(
     State(c): State<Shared>,
+    ConnectInfo(caller): ConnectInfo<Caller>,
     Path(sandbox): Path<String>,
     Body(request): Body<ProcessRegister>,
 ) -> Result<StatusCode> {
-    c.register_process(&sandbox, request).await?;
+    c.register_process(&sandbox, request, caller.pid).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -43,7 +44,7 @@ pub struct RemoveQuery {
 pub async fn remove(
     State(c): State<Shared>,
     Path(sandbox): Path<String>,
-    Query(query): Query<RemoveQuery>,
+    Params(query): Params<RemoveQuery>,
 ) -> Result<StatusCode> {
     c.remove_sandbox(&sandbox, query.force).await?;
     Ok(StatusCode::NO_CONTENT)

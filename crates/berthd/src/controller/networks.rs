@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use berth_ipam::{next_free_subnet, overlaps, AddressPool};
+use berth_ipam::{check_usable_subnet, next_free_subnet, overlaps, AddressPool};
 use berth_store::Change;
 use berth_types::{
-    validate_interface_name, validate_name, IpamConfig, Network, NetworkCreate, NetworkRecord, PruneReport,
-    SubnetRecord, DEFAULT_NETWORK, OPTION_BRIDGE_NAME,
+    validate_interface_name, validate_network_name, IpamConfig, Network, NetworkCreate, NetworkRecord, PruneReport,
+    SubnetRecord, DEFAULT_NETWORK, OPTION_BRIDGE_NAME, PREDEFINED_NETWORKS,
 };
 use ipnet::IpNet;
 
@@ -43,6 +43,7 @@ fn parse_subnet_config(config: &IpamConfig) -> Result<Option<RequestedSubnet>> {
         return Ok(None);
     };
     let subnet = parse_cidr("subnet", subnet)?;
+    check_usable_subnet(&subnet)?;
     let ip_range = config.ip_range.as_deref().filter(|s| !s.is_empty()).map(|r| parse_cidr("ip range", r)).transpose()?;
     let gateway = config
         .gateway
@@ -73,7 +74,10 @@ impl Controller {
 
     /// Validates a request against the state and the host, and turns it into a record.
     async fn plan_network(&self, state: &State, request: NetworkCreate) -> Result<NetworkRecord> {
-        validate_name("network", &request.name).map_err(Error::BadRequest)?;
+        validate_network_name(&request.name).map_err(Error::BadRequest)?;
+        if PREDEFINED_NETWORKS.contains(&request.name.as_str()) {
+            return Err(Error::Forbidden(format!("{} is a pre-defined network and cannot be created", request.name)));
+        }
         if state.networks.values().any(|n| n.name == request.name) {
             return Err(Error::Conflict(format!("network with name {} already exists", request.name)));
         }
@@ -183,7 +187,7 @@ impl Controller {
         let mut state = self.state.lock().await;
         let network = state.network(key)?.clone();
         if network.name == DEFAULT_NETWORK {
-            return Err(Error::Conflict(format!("{DEFAULT_NETWORK} is the default network and cannot be removed")));
+            return Err(Error::Forbidden(format!("{DEFAULT_NETWORK} is a pre-defined network and cannot be removed")));
         }
         let users: Vec<&str> = state.endpoints_on(&network.id).map(|(s, _)| s.name.as_str()).collect();
         if !users.is_empty() {
@@ -239,6 +243,7 @@ impl Controller {
 
 /// The record of the default network, with a fixed subnet and bridge.
 pub(super) fn default_network_record(subnet: IpNet) -> Result<NetworkRecord> {
+    check_usable_subnet(&subnet)?;
     let pool = AddressPool::new(subnet, None, None)?;
     Ok(NetworkRecord {
         id: ids::new_id(),

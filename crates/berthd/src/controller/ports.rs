@@ -37,6 +37,38 @@ fn proxy_id(sandbox_id: &str, protocol: PortProtocol, host: SocketAddr) -> Strin
     format!("{sandbox_id}/{protocol}/{}/{}", host.ip(), host.port())
 }
 
+/// Most host ports one request may publish (a port without a host address counts once,
+/// though it holds a socket for each family).
+const MAX_PORTS_PER_REQUEST: usize = 10_000;
+
+/// Most host sockets berthd holds for all sandboxes together; its open-file limit, less
+/// [`FILE_HEADROOM`] for everything else, may bound it lower.
+const MAX_HELD_SOCKETS: usize = 100_000;
+
+/// Descriptors kept free of port reservations for the API, namespaces, netlink and the store.
+const FILE_HEADROOM: usize = 1024;
+
+/// How many sockets berthd may hold for published ports, and what sets that bound.
+fn socket_budget() -> (usize, String) {
+    let by_files = berth_sys::limits::open_file_limit()
+        .map_or(usize::MAX, |limit| usize::try_from(limit).unwrap_or(usize::MAX).saturating_sub(FILE_HEADROOM));
+    if by_files < MAX_HELD_SOCKETS {
+        (by_files, format!("berthd's open-file limit less {FILE_HEADROOM}"))
+    } else {
+        (MAX_HELD_SOCKETS, "berthd's limit for all sandboxes".into())
+    }
+}
+
+/// Host ports a spec publishes: its host range, or one random port per container port.
+fn host_port_count(spec: &PortSpec) -> usize {
+    spec.host_ports.map_or(spec.container_ports.count(), |p| p.count()) as usize
+}
+
+/// Host sockets a spec's mapping holds: one per host port and address family.
+fn sockets_of(spec: &PortSpec) -> usize {
+    host_port_count(spec) * host_addresses(spec.host_ip).len()
+}
+
 /// How many random starting points `-P` and `-p CPORT` try before giving up.
 const RANDOM_PORT_ATTEMPTS: usize = 64;
 
@@ -188,6 +220,20 @@ impl Controller {
         }
         if !parsed.is_empty() {
             state.check_can_publish(sandbox)?;
+        }
+        let ports: usize = parsed.iter().map(host_port_count).sum();
+        if ports > MAX_PORTS_PER_REQUEST {
+            return Err(Error::BadRequest(format!(
+                "{ports} host ports requested: one request may publish at most {MAX_PORTS_PER_REQUEST}"
+            )));
+        }
+        let wanted: usize = parsed.iter().map(sockets_of).sum();
+        let held: usize = state.reservations.values().flatten().map(|r| r.sockets.len()).sum();
+        let (budget, bound) = socket_budget();
+        if held + wanted > budget {
+            return Err(Error::BadRequest(format!(
+                "publishing these ports needs {wanted} more host sockets, and berthd holds {held}: over {budget}, {bound}"
+            )));
         }
         let mut reservations: Vec<Reservation> = Vec::new();
         // A container range without host ports gets one random host port per container port.

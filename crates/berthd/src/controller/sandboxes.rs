@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use berth_drivers::namespace::{create_sandbox_netns, delete_sandbox_netns};
 use berth_store::Change;
 use berth_types::{
-    validate_name, EndpointRecord, NetworkConnect, NetworkDisconnect, NetworkRecord, ProcessRegister, Sandbox,
+    validate_name, EndpointRecord, NetworkConnect, NetworkDisconnect, NetworkRecord, ProcessRecord, ProcessRegister, RequestedAddresses, Sandbox,
     SandboxCreate, SandboxMode, SandboxRecord, DEFAULT_NETWORK,
 };
 use ipnet::{Ipv4Net, Ipv6Net};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use berth_sys::process_identity::{descends_from, proc_stat, PinnedProcess};
+use nix::sys::signal::Signal;
 
 use super::events::Action;
 use super::dns::{check_dns_options, check_dns_search, has_names, parse_extra_hosts};
@@ -25,6 +25,10 @@ use crate::sandbox_files::remove_sandbox_files;
 
 /// How long `stop` waits after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a `--rm` sandbox may wait for its main process to be registered (the CLI does it
+/// right after creating the sandbox) before it is taken for abandoned and removed.
+const MAIN_PROCESS_GRACE: Duration = Duration::from_secs(10);
 
 fn parse_ip(text: Option<&str>) -> Result<Option<IpAddr>> {
     text.filter(|t| !t.is_empty())
@@ -37,17 +41,59 @@ pub(super) fn daemon_netns_path() -> String {
     format!("/proc/{}/ns/net", std::process::id())
 }
 
-/// Processes of `sandbox` that still run in its namespace (a reused pid elsewhere does not count).
-pub(super) fn live_pids(sandbox: &SandboxRecord) -> Vec<u32> {
+/// Registered processes of `sandbox` that still run in its namespace, each pinned so that a
+/// signal reaches it and never a process that got its pid later.
+pub(super) fn running_processes(sandbox: &SandboxRecord) -> Vec<(u32, PinnedProcess)> {
     let Ok(netns) = berth_sys::netns::netns_id(Path::new(&sandbox.netns_path)) else {
         return Vec::new();
     };
     sandbox
-        .pids
+        .processes
         .iter()
-        .copied()
-        .filter(|pid| berth_sys::netns::netns_id(Path::new(&format!("/proc/{pid}/ns/net"))).is_ok_and(|id| id == netns))
+        .filter_map(|p| Some((p.pid, PinnedProcess::open(p.pid, p.start_time)?)))
+        .filter(|(pid, _)| berth_sys::netns::netns_id(Path::new(&format!("/proc/{pid}/ns/net"))).is_ok_and(|id| id == netns))
         .collect()
+}
+
+/// The pids of [`running_processes`].
+pub(super) fn live_pids(sandbox: &SandboxRecord) -> Vec<u32> {
+    running_processes(sandbox).into_iter().map(|(pid, _)| pid).collect()
+}
+
+/// Checks that `pid` may join `sandbox`'s processes, on behalf of the API client `caller` (its
+/// pid, from the socket's credentials), and names it: it must be a process the caller started
+/// (the caller or a descendant), never pid 1 or berthd, and run in the sandbox's namespace
+/// (unless it has already ended).
+fn identify_process(sandbox: &SandboxRecord, pid: u32, caller: Option<u32>) -> Result<ProcessRecord> {
+    if pid == 0 {
+        return Err(Error::BadRequest("invalid pid 0: a process id is expected".into()));
+    }
+    if pid == 1 || pid == std::process::id() {
+        return Err(Error::Forbidden(format!("process {pid} cannot be registered with a sandbox")));
+    }
+    let stat = proc_stat(pid).map_err(|_| Error::BadRequest(format!("no process with pid {pid}")))?;
+    match caller {
+        Some(caller) if caller != 0 && descends_from(pid, caller) => {}
+        _ => {
+            return Err(Error::Forbidden(format!(
+                "process {pid} was not started by the caller: only a process the client started (or the client itself) can be registered"
+            )))
+        }
+    }
+    let in_sandbox = || {
+        berth_sys::netns::netns_id(Path::new(&sandbox.netns_path))
+            .ok()
+            .zip(berth_sys::netns::netns_id(Path::new(&format!("/proc/{pid}/ns/net"))).ok())
+            .is_some_and(|(sandbox_ns, process_ns)| sandbox_ns == process_ns)
+    };
+    // A command that ended at once (before or while this looked) is still its client's
+    // unreaped child: its namespace can no longer be read, and it will never count as running
+    // nor be signalled.
+    let ended = || proc_stat(pid).is_ok_and(|now| now.finished && now.start_time == stat.start_time);
+    if !(stat.finished || in_sandbox() || ended()) {
+        return Err(Error::BadRequest(format!("process {pid} does not run in sandbox {}'s network namespace", sandbox.name)));
+    }
+    Ok(ProcessRecord { pid, start_time: stat.start_time })
 }
 
 /// A sandbox being made: what must be undone if a later step fails.
@@ -100,9 +146,7 @@ impl Controller {
         let mode_text = request.network_mode.as_str();
         let (mode, netns_path, network) = match (request.netns.as_deref(), mode_text) {
             (Some(path), _) => {
-                if !berth_sys::netns::is_netns(Path::new(path)) {
-                    return Err(Error::BadRequest(format!("{path} is not a network namespace")));
-                }
+                check_attachable(&state, path)?;
                 let network = state.network(if mode_text.is_empty() { DEFAULT_NETWORK } else { mode_text })?.clone();
                 (SandboxMode::Attached, path.to_owned(), Some(network))
             }
@@ -142,7 +186,7 @@ impl Controller {
             mode,
             netns_path,
             endpoints: Vec::new(),
-            pids: Vec::new(),
+            processes: Vec::new(),
             main_pid: None,
             auto_remove: request.auto_remove,
             ports: Vec::new(),
@@ -256,6 +300,9 @@ impl Controller {
         if ipv4.is_some_and(|a| a.is_ipv6()) || ipv6.is_some_and(|a| a.is_ipv4()) {
             return Err(Error::BadRequest("--ip takes an IPv4 address and --ip6 an IPv6 address".into()));
         }
+        if network.name == DEFAULT_NETWORK && (ipv4.is_some() || ipv6.is_some()) {
+            return Err(Error::BadRequest("user specified IP address is supported on user defined networks only".into()));
+        }
         let id = ids::new_id();
         let netns = PathBuf::from(&sandbox.netns_path);
         let interface = if sandbox.endpoints.is_empty() && sandbox.owns_netns() {
@@ -275,6 +322,16 @@ impl Controller {
             gateway4: None,
             gateway6: None,
             aliases: Vec::new(),
+            requested: RequestedAddresses {
+                ipv4: ipv4.and_then(|a| match a {
+                    IpAddr::V4(a) => Some(a),
+                    IpAddr::V6(_) => None,
+                }),
+                ipv6: ipv6.and_then(|a| match a {
+                    IpAddr::V6(a) => Some(a),
+                    IpAddr::V4(_) => None,
+                }),
+            },
         };
         for (requested, v6) in [(ipv4, false), (ipv6, true)] {
             let Some(pool) = pools.for_family(v6) else {
@@ -416,12 +473,14 @@ impl Controller {
         Ok(state.sandbox_view(&sandbox))
     }
 
-    pub async fn register_process(&self, key: &str, request: ProcessRegister) -> Result<()> {
+    /// Adds a process to the sandbox for `caller`, the API client's pid (see [`identify_process`]).
+    pub async fn register_process(&self, key: &str, request: ProcessRegister, caller: Option<u32>) -> Result<()> {
         let mut state = self.state.lock().await;
         let mut sandbox = state.sandbox(key)?.clone();
+        let process = identify_process(&sandbox, request.pid, caller)?;
         let alive = live_pids(&sandbox);
-        sandbox.pids.retain(|p| alive.contains(p));
-        sandbox.pids.push(request.pid);
+        sandbox.processes.retain(|p| alive.contains(&p.pid) && p.pid != process.pid);
+        sandbox.processes.push(process);
         if request.main {
             sandbox.main_pid = Some(request.pid);
         }
@@ -505,14 +564,26 @@ impl Controller {
         Ok(())
     }
 
-    /// Removes `--rm` sandboxes whose main process has ended; run periodically.
+    /// Removes `--rm` sandboxes whose main process has ended, or never registered within
+    /// [`MAIN_PROCESS_GRACE`] of the sandbox's creation (the client died, or berthd died
+    /// before the client could register it); run periodically, and so also after a restart.
     pub async fn remove_finished_sandboxes(&self) {
+        let now = ids::unix_nanos_now();
+        let overdue = |s: &SandboxRecord| {
+            ids::parse_datetime(&s.created).is_none_or(|created| now.saturating_sub(created) > MAIN_PROCESS_GRACE.as_nanos() as i64)
+        };
         let finished: Vec<String> = {
             let state = self.state.lock().await;
             state
                 .sandboxes
                 .values()
-                .filter(|s| s.auto_remove && s.main_pid.is_some_and(|pid| !live_pids(s).contains(&pid)))
+                .filter(|s| {
+                    s.auto_remove
+                        && match s.main_pid {
+                            Some(pid) => !live_pids(s).contains(&pid),
+                            None => overdue(s),
+                        }
+                })
                 .map(|s| s.id.clone())
                 .collect()
         };
@@ -522,6 +593,24 @@ impl Controller {
             }
         }
     }
+}
+
+/// A namespace another runtime made may be attached; the daemon's own (what `--network host`
+/// shares), the machine's (pid 1's) and one a sandbox already has may not: berth would
+/// renumber and reroute them.
+fn check_attachable(state: &State, path: &str) -> Result<()> {
+    let id_of = |path: &str| berth_sys::netns::netns_id(Path::new(path)).ok();
+    if !berth_sys::netns::is_netns(Path::new(path)) {
+        return Err(Error::BadRequest(format!("{path} is not a network namespace")));
+    }
+    let wanted = id_of(path).ok_or_else(|| Error::BadRequest(format!("cannot read network namespace {path}")))?;
+    if id_of(&daemon_netns_path()) == Some(wanted) || id_of("/proc/1/ns/net") == Some(wanted) {
+        return Err(Error::Forbidden(format!("{path} is the host's network namespace: only a sandbox's own namespace can be attached")));
+    }
+    if let Some(owner) = state.sandboxes.values().find(|s| id_of(&s.netns_path) == Some(wanted)) {
+        return Err(Error::Conflict(format!("{path} is the network namespace of sandbox {}", owner.name)));
+    }
+    Ok(())
 }
 
 /// Network-scoped aliases need a network with names (Docker refuses them on the default one).
@@ -554,8 +643,9 @@ fn unused_name(state: &State) -> String {
 
 async fn signal_and_wait(sandbox: &SandboxRecord) {
     let send = |signal| {
-        for pid in live_pids(sandbox) {
-            let _ = kill(Pid::from_raw(pid as i32), signal);
+        for (_, process) in running_processes(sandbox) {
+            // It may have ended since it was pinned; the signal then reaches nobody.
+            let _ = process.signal(signal);
         }
     };
     send(Signal::SIGTERM);

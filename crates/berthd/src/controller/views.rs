@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use berth_types::{
-    port_map, EndpointSettings, Ipam, IpamConfig, Network, NetworkContainer, NetworkRecord, NetworkSettings, Sandbox,
-    SandboxFiles, SandboxMode, SandboxRecord, SandboxState,
+    port_map, EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, Network, NetworkContainer, NetworkRecord, NetworkSettings, Sandbox,
+    RequestedAddresses, SandboxFiles, SandboxMode, SandboxRecord, SandboxState,
 };
 
 use super::sandboxes::live_pids;
@@ -84,6 +84,10 @@ impl State {
                     endpoint_id: endpoint.id.clone(),
                     interface: endpoint.interface.clone(),
                     aliases: endpoint.aliases.clone(),
+                    ipam_config: (endpoint.requested != RequestedAddresses::default()).then(|| EndpointIpamConfig {
+                        ipv4_address: endpoint.requested.ipv4.map(|a| a.to_string()),
+                        ipv6_address: endpoint.requested.ipv6.map(|a| a.to_string()),
+                    }),
                     gateway: endpoint.gateway4.map(|g| g.to_string()).unwrap_or_default(),
                     ip_address: endpoint.ipv4.map(|a| a.addr().to_string()).unwrap_or_default(),
                     ip_prefix_len: endpoint.ipv4.map_or(0, |a| a.prefix_len()),

@@ -7,7 +7,8 @@ use axum::Json;
 use berth_types::{ContainerInspect, ContainerSummary, DockerFilters};
 use serde::Deserialize;
 
-use super::{filters, flag, Params};
+use super::{filters, flag};
+use crate::api::Params;
 use crate::api::Shared;
 use crate::error::{Error, Result};
 

@@ -10,7 +10,8 @@ use berth_types::DockerFilters;
 use futures::StreamExt;
 use serde::Deserialize;
 
-use super::{filters, Params};
+use super::filters;
+use crate::api::Params;
 use crate::api::Shared;
 use crate::error::Result;
 

@@ -9,22 +9,24 @@ mod events;
 mod networks;
 mod system;
 
-use axum::extract::{FromRequestParts, Query, Request};
-use axum::http::request::Parts;
+use axum::extract::Request;
 use axum::http::Uri;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 use berth_types::{DockerFilters, DOCKER_API_VERSION, DOCKER_MIN_API_VERSION};
-use serde::de::{DeserializeOwned, Error as _};
+use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
 use super::Shared;
 use crate::error::Error;
 
+/// Routes of swarm mode, which a Docker daemon outside a swarm answers with 503.
+const SWARM_ROUTES: [&str; 6] = ["/swarm", "/nodes", "/services", "/tasks", "/secrets", "/configs"];
+
 pub fn routes() -> Router<Shared> {
-    Router::new()
+    let routes = Router::new()
         .route("/_ping", get(system::ping))
         .route("/version", get(system::version))
         .route("/info", get(system::info))
@@ -40,6 +42,10 @@ pub fn routes() -> Router<Shared> {
         .route("/containers/{container}", delete(containers::remove))
         .route("/containers/{container}/json", get(containers::inspect))
         .route("/containers/{container}/stop", post(containers::stop))
+        .route("/swarm/leave", post(system::swarm_leave));
+    SWARM_ROUTES.iter().fold(routes, |routes, prefix| {
+        routes.route(prefix, any(system::not_in_swarm)).route(&format!("{prefix}/{{*rest}}"), any(system::not_in_swarm))
+    })
 }
 
 /// Most of a refused request's body read before answering.
@@ -99,23 +105,6 @@ fn check_api_version(version: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Query parameters, with a malformed one answered as a 400 in Docker's error form.
-pub struct Params<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(v)| Params(v))
-            .map_err(|e| {
-                let cause = std::error::Error::source(&e).map_or_else(|| e.body_text(), ToString::to_string);
-                Error::BadRequest(format!("invalid query: {cause}"))
-            })
-    }
-}
-
 /// Docker's boolean query values: empty, `0`, `no`, `false` and `none` are false, the rest true.
 fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     let text = String::deserialize(d)?.to_ascii_lowercase();
@@ -134,6 +123,8 @@ fn filters<'de, D: Deserializer<'de>>(d: D) -> Result<DockerFilters, D::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::extract::Query;
+    use serde::de::DeserializeOwned;
 
     #[test]
     fn versions_are_taken_off_docker_paths_only() {

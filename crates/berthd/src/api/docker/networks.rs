@@ -10,8 +10,8 @@ use berth_types::{
 };
 use serde::Deserialize;
 
-use super::{filters, Params};
-use crate::api::{Body, Shared};
+use super::filters;
+use crate::api::{Body, Params, Shared};
 use crate::error::Result;
 
 #[derive(Debug, Deserialize)]

@@ -1,5 +1,6 @@
 //! Docker's system routes: `/_ping` (with the headers a client negotiates its version from),
-//! `/version` and `/info`.
+//! `/version` and `/info`, and the swarm routes, answered as a Docker daemon that is not in a
+//! swarm answers them (503), since berth never is.
 
 use axum::extract::State;
 use axum::http::header;
@@ -8,6 +9,7 @@ use axum::Json;
 use berth_types::{SystemInfo, SystemVersion, DOCKER_API_VERSION};
 
 use crate::api::Shared;
+use crate::error::Error;
 
 /// `GET` and `HEAD /_ping`.
 pub async fn ping() -> impl IntoResponse {
@@ -31,4 +33,17 @@ pub async fn version(State(c): State<Shared>) -> Json<SystemVersion> {
 
 pub async fn info(State(c): State<Shared>) -> Json<SystemInfo> {
     Json(c.docker_info().await)
+}
+
+/// `POST /swarm/leave`: Docker's answer on a node outside any swarm (clients tolerate it when
+/// leaving with `--force`).
+pub async fn swarm_leave(_body: axum::body::Bytes) -> Error {
+    Error::Unavailable("This node is not part of a swarm".into())
+}
+
+/// Every other swarm route (`/swarm`, `/nodes`, `/services`, `/tasks`, `/secrets`, `/configs`).
+pub async fn not_in_swarm(_body: axum::body::Bytes) -> Error {
+    Error::Unavailable(
+        "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.".into(),
+    )
 }

@@ -11,7 +11,7 @@ use berth_types::{
     DEFAULT_NETWORK, SANDBOX_IMAGE,
 };
 
-use super::filters::{any_matches, check_keys, labels_match};
+use super::filters::{any_matches, check_keys, labels_match, name_matches};
 use crate::controller::{Controller, State};
 use crate::error::{Error, Result};
 use crate::ids;
@@ -72,7 +72,7 @@ impl Container {
         let view = state.sandbox_view(record);
         let status = if view.state.running {
             "running"
-        } else if record.main_pid.is_some() || !record.pids.is_empty() {
+        } else if record.main_pid.is_some() || !record.processes.is_empty() {
             "exited"
         } else {
             "created"
@@ -89,7 +89,7 @@ impl Container {
     fn matches(&self, filters: &DockerFilters) -> bool {
         let networks = &self.view.network_settings.networks;
         any_matches(filters.get("id"), |v| self.view.id.starts_with(v))
-            && any_matches(filters.get("name"), |v| self.view.name.contains(v.strip_prefix('/').unwrap_or(v)))
+            && any_matches(filters.get("name"), |v| name_matches(v, &self.view.name) || name_matches(v, &format!("/{}", self.view.name)))
             && any_matches(filters.get("network"), |v| networks.iter().any(|(name, e)| v == name || v == e.network_id))
             && any_matches(filters.get("status"), |v| v == self.status)
             && labels_match(filters.get("label"), &BTreeMap::new())

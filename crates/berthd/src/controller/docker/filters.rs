@@ -1,5 +1,5 @@
 //! Docker's filter semantics: which keys a route accepts, how a value matches (names by
-//! substring, ids by prefix, labels by `key` or `key=value`), and Docker's timestamps for
+//! regular expression, ids by prefix, labels by `key` or `key=value`), and Docker's timestamps for
 //! `since` and `until`. Matching only: it never reads the state itself.
 
 use std::collections::BTreeMap;
@@ -20,6 +20,13 @@ pub(super) fn check_keys(filters: &DockerFilters, accepted: &[&str]) -> Result<(
 /// Whether a filter given with `values` lets an object through: no values, or one that matches.
 pub(super) fn any_matches(values: &[String], matches: impl Fn(&str) -> bool) -> bool {
     values.is_empty() || values.iter().any(|v| matches(v))
+}
+
+/// Docker's name filter: the value is a regular expression searched for in the name (so a
+/// plain word matches as a substring, `^n1$` only `n1`); one that does not compile matches only
+/// the name it equals, as in Docker.
+pub(super) fn name_matches(pattern: &str, name: &str) -> bool {
+    pattern == name || regex::Regex::new(pattern).is_ok_and(|re| re.is_match(name))
 }
 
 /// Whether `labels` have every `key` or `key=value` of `values` (Docker's label filter).
@@ -92,6 +99,16 @@ fn go_duration_nanos(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_match_as_regular_expressions() {
+        assert!(name_matches("^n1$", "n1"));
+        assert!(!name_matches("^n1$", "n10"));
+        assert!(name_matches("n1", "my-n10"));
+        assert!(name_matches("^web-[0-9]+$", "web-42"));
+        assert!(name_matches("a(b", "a(b"), "an invalid expression still matches the name it equals");
+        assert!(!name_matches("a(b", "xa(bx"));
+    }
 
     const S: i64 = 1_000_000_000;
 

@@ -7,13 +7,13 @@ use berth_types::{
     NetworkCreateResponse, NetworkRecord, PruneReport, DEFAULT_NETWORK,
 };
 
-use super::filters::{any_matches, boolean, check_keys, labels_match, timestamp_nanos};
+use super::filters::{any_matches, boolean, check_keys, labels_match, name_matches, timestamp_nanos};
 use crate::controller::Controller;
 use crate::error::{Error, Result};
 use crate::ids;
 
 impl Controller {
-    /// `GET /networks` with Docker's filters: `name` (substring), `id` (prefix), `driver`,
+    /// `GET /networks` with Docker's filters: `name` (regular expression), `id` (prefix), `driver`,
     /// `label`, `scope`, `type` (`builtin` is the default network, `custom` the others) and
     /// `dangling` (no sandboxes on it).
     pub async fn docker_networks(&self, filters: &DockerFilters) -> Result<Vec<DockerNetwork>> {
@@ -28,7 +28,7 @@ impl Controller {
             .values()
             .filter(|n| {
                 let builtin = n.name == DEFAULT_NETWORK;
-                any_matches(filters.get("name"), |v| n.name.contains(v))
+                any_matches(filters.get("name"), |v| name_matches(v, &n.name))
                     && any_matches(filters.get("id"), |v| n.id.starts_with(v))
                     && any_matches(filters.get("driver"), |v| v == n.driver)
                     && any_matches(filters.get("scope"), |v| v == "local")

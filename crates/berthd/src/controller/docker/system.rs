@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use berth_types::{
-    ComponentVersion, Platform, PluginsInfo, SwarmInfo, SystemInfo, SystemVersion, DOCKER_API_VERSION,
-    DOCKER_MIN_API_VERSION,
+    ComponentVersion, Platform, PluginsInfo, RegistryConfig, RuntimeInfo, SwarmInfo, SystemInfo, SystemVersion,
+    DOCKER_API_VERSION, DOCKER_MIN_API_VERSION,
 };
 use sha2::{Digest, Sha256};
 
@@ -98,8 +98,38 @@ impl Controller {
             live_restore_enabled: true,
             security_options: Vec::new(),
             warnings: if ipv4_forwarding { Vec::new() } else { vec!["WARNING: IPv4 forwarding is disabled".into()] },
+            debug: tracing::enabled!(tracing::Level::DEBUG),
+            n_fd: std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count),
+            n_goroutines: std::fs::read_dir("/proc/self/task").map_or(0, Iterator::count),
+            // Sandboxes' processes are started by the berth CLI, not by a container runtime.
+            runtimes: BTreeMap::from([("berth".to_owned(), RuntimeInfo { path: "berth".into() })]),
+            default_runtime: "berth".into(),
+            index_server_address: "https://index.docker.io/v1/".into(),
+            registry_config: RegistryConfig::default(),
+            http_proxy: proxy_setting("HTTP_PROXY"),
+            https_proxy: proxy_setting("HTTPS_PROXY"),
+            no_proxy: proxy_setting("NO_PROXY"),
         }
     }
+}
+
+/// A proxy variable of berthd's environment (upper or lower case), with the password of a
+/// `user:password@` part masked as Docker masks it.
+fn proxy_setting(name: &str) -> String {
+    let value = std::env::var(name).or_else(|_| std::env::var(name.to_ascii_lowercase())).unwrap_or_default();
+    mask_password(&value)
+}
+
+fn mask_password(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").map_or(("", url), |(s, r)| (s, r));
+    let Some((userinfo, host)) = rest.split_once('@').filter(|(u, _)| !u.contains('/')) else {
+        return url.to_owned();
+    };
+    let Some((user, _)) = userinfo.split_once(':') else {
+        return url.to_owned();
+    };
+    let separator = if scheme.is_empty() { "" } else { "://" };
+    format!("{scheme}{separator}{user}:xxxxx@{host}")
 }
 
 fn read_trimmed(path: &str) -> String {
@@ -143,6 +173,14 @@ fn os_release_field(os_release: &str, key: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proxy_passwords_are_masked() {
+        assert_eq!(mask_password("http://user:secret@proxy.example:3128"), "http://user:xxxxx@proxy.example:3128");
+        assert_eq!(mask_password("http://proxy.example:3128"), "http://proxy.example:3128");
+        assert_eq!(mask_password("user:secret@proxy.example"), "user:xxxxx@proxy.example");
+        assert_eq!(mask_password(""), "");
+    }
 
     #[test]
     fn os_release_fields_are_unquoted() {
