@@ -483,7 +483,10 @@ fn docker_errors_carry_berths_message_and_change_nothing() {
             &["network", "create", "--subnet", "10.128.0.0/24", "--gateway", "10.128.0.255", "n9"],
         ),
         (&["network", "create", "--subnet", "10.128.0.5/24", "n9"], &["network", "create", "--subnet", "10.128.0.5/24", "n9"]),
-        (&["network", "create", "bad name"], &["network", "create", "bad name"]),
+        (&["network", "create", "host"], &["network", "create", "host"]),
+        (&["network", "create", "bridge"], &["network", "create", "bridge"]),
+        (&["network", "rm", "bridge"], &["network", "rm", "bridge"]),
+        (&["network", "connect", "--ip", "172.17.0.50", "bridge", "other"], &["network", "connect", "--ip", "172.17.0.50", "bridge", "other"]),
         (&["network", "create", "--driver", "macvlan", "n9"], &["network", "create", "--driver", "macvlan", "n9"]),
         // unknown network
         (&["network", "rm", "nope"], &["network", "rm", "nope"]),
@@ -695,6 +698,110 @@ print(json.dumps(out))
 "#;
 
 /// `target/test-tools/`, where scripts/setup.sh puts what the tests need beyond Debian packages.
+/// What Docker's clients read and Docker documents, on the points where berth used to differ:
+/// network names (any but the pre-defined ones, 403 for those), `docker info`'s keys, swarm
+/// routes outside a swarm (503), `IPAMConfig` read back, the name filter as a regular
+/// expression, and `--ip` refused on the default network.
+#[test]
+fn docker_cli_sees_dockers_names_info_swarm_answers_ipam_config_and_filters() {
+    if !privileged() {
+        return;
+    }
+    let Some(cli) = docker_cli() else { return };
+    let host = TestHost::new(&[]);
+    let docker = Docker::new(&host, cli);
+
+    // Names: "test 01" as a client's own test creates it; the pre-defined ones are refused.
+    let id = docker.ok(&["network", "create", "--subnet", "10.140.0.0/24", "test 01"]).trim().to_owned();
+    assert_eq!(docker.json(&["network", "inspect", "test 01"])[0]["Id"], id.as_str());
+    for name in ["host", "none", "bridge", "default"] {
+        let stderr = docker.err(&["network", "create", name]);
+        assert!(stderr.contains(&format!("{name} is a pre-defined network and cannot be created")), "{stderr}");
+        let (status, _) = host.api("POST", "/v1.47/networks/create", Some(&serde_json::json!({"Name": name})));
+        assert_eq!(status, 403, "creating {name}");
+    }
+    let stderr = docker.err(&["network", "rm", "bridge"]);
+    assert!(stderr.contains("bridge is a pre-defined network and cannot be removed"), "{stderr}");
+    assert_eq!(host.api("DELETE", "/v1.47/networks/bridge", None).0, 403);
+
+    // The name filter is a regular expression.
+    docker.ok(&["network", "create", "--subnet", "10.141.0.0/24", "n1"]);
+    docker.ok(&["network", "create", "--subnet", "10.142.0.0/24", "n10"]);
+    assert_eq!(docker.network_names(&["--filter", "name=^n1$"]), ["n1"]);
+    assert_eq!(docker.network_names(&["--filter", "name=n1"]), ["n1", "n10"]);
+    assert_eq!(docker.network_names(&["--filter", "name=^test [0-9]+$"]), ["test 01"]);
+
+    // IPAMConfig: the address asked for, and null without one.
+    host.berth_ok(&["run", "-d", "--name", "web", "--network", "n1", "--", "sleep", "600"]);
+    docker.ok(&["network", "connect", "--ip", "10.142.0.50", "n10", "web"]);
+    let networks = docker.json(&["container", "inspect", "web"])[0]["NetworkSettings"]["Networks"].clone();
+    assert_eq!(networks["n10"]["IPAMConfig"], serde_json::json!({"IPv4Address": "10.142.0.50"}), "{networks}");
+    assert_eq!(networks["n1"]["IPAMConfig"], Value::Null, "{networks}");
+    assert_eq!(docker.ok(&["container", "inspect", "--format", "{{.NetworkSettings.Networks.n10.IPAMConfig.IPv4Address}}", "web"]).trim(), "10.142.0.50");
+    // --ip only on user-defined networks, as Docker says.
+    let stderr = docker.err(&["network", "connect", "--ip", "172.17.0.50", "bridge", "web"]);
+    assert!(stderr.contains("user specified IP address is supported on user defined networks only"), "{stderr}");
+
+    // docker info: the keys Docker always sends.
+    let info = docker.json(&["info", "--format", "{{json .}}"]);
+    for key in ["Debug", "NFd", "NGoroutines", "Runtimes", "DefaultRuntime", "IndexServerAddress", "RegistryConfig", "HttpProxy", "HttpsProxy", "NoProxy"] {
+        assert!(info.get(key).is_some(), "docker info lacks {key}: {info}");
+    }
+    assert!(info["NFd"].as_u64().is_some_and(|n| n > 3), "{}", info["NFd"]);
+    assert!(info["Runtimes"].get(info["DefaultRuntime"].as_str().unwrap_or_default()).is_some(), "the default runtime is listed: {info}");
+    docker.ok(&["info"]);
+
+    // Swarm routes: what a daemon outside a swarm answers.
+    let stderr = docker.err(&["node", "ls"]);
+    assert!(stderr.contains("This node is not a swarm manager"), "{stderr}");
+    let stderr = docker.err(&["swarm", "leave", "--force"]);
+    assert!(stderr.contains("This node is not part of a swarm"), "{stderr}");
+    for (method, path) in [("GET", "/v1.47/swarm"), ("GET", "/v1.47/services"), ("POST", "/v1.47/swarm/leave?force=1"), ("GET", "/v1.47/nodes/x")] {
+        let (status, body) = host.api(method, path, None);
+        assert_eq!(status, 503, "{method} {path}: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| m.contains("swarm")), "{method} {path}: {body}");
+    }
+}
+
+/// The Python SDK on the same points: it tolerates `swarm.leave(force=True)` on a node outside
+/// a swarm only through the 503, reads `info()`, and gets 403 for a pre-defined name.
+#[test]
+fn python_docker_sdk_sees_dockers_swarm_info_and_predefined_answers() {
+    if !privileged() {
+        return;
+    }
+    let host = TestHost::new(&[]);
+    let Some(python) = docker_sdk_venv(host.dir()) else { return };
+    let script = host.dir().join("sdk-parity.py");
+    std::fs::write(&script, SDK_PARITY_SCRIPT).expect("write the SDK script");
+    let out = host.command(&python).arg(&script).arg(host.socket()).stdin(Stdio::null()).output().expect("run python");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    let result: Value = serde_json::from_slice(&out.stdout).expect("JSON from the SDK script");
+    assert_eq!(result["left"], true, "{result}");
+    assert_eq!(result["predefined"]["status"], 403, "{result}");
+    assert_eq!(result["predefined"]["explanation"], "host is a pre-defined network and cannot be created", "{result}");
+    assert_eq!(result["spaced"], "test 01", "{result}");
+    assert_eq!(result["by_regex"], serde_json::json!(["n1"]), "{result}");
+    assert!(result["info"]["NGoroutines"].as_u64().is_some_and(|n| n > 0), "{result}");
+}
+
+const SDK_PARITY_SCRIPT: &str = r#"
+import json, sys
+import docker
+client = docker.DockerClient(base_url='unix://' + sys.argv[1], version='auto')
+result = {'left': client.swarm.leave(force=True)}
+try:
+    client.networks.create('host')
+except docker.errors.APIError as e:
+    result['predefined'] = {'status': e.status_code, 'explanation': e.explanation}
+result['spaced'] = client.networks.create('test 01').name
+client.networks.create('n1')
+client.networks.create('n10')
+result['by_regex'] = sorted(n.name for n in client.networks.list(names=['^n1$']))
+result['info'] = client.info()
+print(json.dumps(result))
+"#;
+
 fn test_tools() -> Option<PathBuf> {
     // target/debug/berth -> target/test-tools
     binary_path("berth").parent().and_then(Path::parent).map(|target| target.join("test-tools"))

@@ -20,7 +20,7 @@ fn bad_input_is_refused_with_one_line_and_changes_nothing() {
     }
     let host = TestHost::new(&[]);
     // A link berth did not make, whose name a bridge may not take.
-    host.sh_ok("ip link add dummy9 type dummy");
+    host.sh_ok("ip link add other0 type veth peer name other1");
     host.berth_ok(&["network", "create", "--subnet", "10.80.0.0/24", "n1"]);
     host.berth_ok(&["run", "-d", "--name", "s", "--network", "n1", "--ip", "10.80.0.5", "--", "sleep", "600"]);
     let before = snapshot(&host);
@@ -74,7 +74,7 @@ fn bad_input_is_refused_with_one_line_and_changes_nothing() {
         (&["network", "create", "-o", "com.docker.network.bridge.name=br;x", "x"], "invalid bridge name"),
         (&["network", "create", "-o", "com.docker.network.bridge.name=br x", "x"], "invalid bridge name"),
         (&["network", "create", "-o", "com.docker.network.bridge.name=a-very-long-name", "x"], "1 to 15 characters"),
-        (&["network", "create", "-o", "com.docker.network.bridge.name=dummy9", "x"], "already used by a link berth did not create"),
+        (&["network", "create", "-o", "com.docker.network.bridge.name=other0", "x"], "already used by a link berth did not create"),
         (&["run", "-p", "1-65535", "--", "true"], "one request may publish at most 10000"),
         (&["run", "-p", "20000-29999:20000-29999", "-p", "30000", "--", "true"], "one request may publish at most 10000"),
     ];
@@ -106,7 +106,7 @@ fn api_errors_have_a_json_message_and_the_right_status() {
         return;
     }
     let host = TestHost::new(&[]);
-    host.sh_ok("ip link add dummy9 type dummy");
+    host.sh_ok("ip link add other0 type veth peer name other1");
     let network = |body: serde_json::Value| host.api("POST", "/v1/networks", Some(&body));
     let docker_network = |body: serde_json::Value| host.api("POST", "/v1.47/networks/create", Some(&body));
     let before = (host.berth_json(&["network", "ls"]), host.links());
@@ -124,7 +124,7 @@ fn api_errors_have_a_json_message_and_the_right_status() {
         ("docker default route", docker_network(serde_json::json!({"Name": "x", "IPAM": {"Config": [{"Subnet": "0.0.0.0/0"}]}})), 400),
         ("bridge lo", network(serde_json::json!({"Name": "x", "Options": {"com.docker.network.bridge.name": "lo"}})), 400),
         ("bridge with a quote", network(serde_json::json!({"Name": "x", "Options": {"com.docker.network.bridge.name": "a\"b"}})), 400),
-        ("bridge taken by another link", network(serde_json::json!({"Name": "x", "Options": {"com.docker.network.bridge.name": "dummy9"}})), 409),
+        ("bridge taken by another link", network(serde_json::json!({"Name": "x", "Options": {"com.docker.network.bridge.name": "other0"}})), 409),
     ];
     for (what, (status, body), expected) in cases {
         assert_eq!(status, expected, "{what}: {body}");

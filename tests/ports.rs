@@ -244,6 +244,29 @@ fn a_port_range_is_one_map_element_and_forwards_every_port() {
 }
 
 #[test]
+fn a_range_published_at_another_offset_maps_port_by_port() {
+    if !privileged() {
+        return;
+    }
+    let (host, peer) = TestHost::with_lan_peer(&[]);
+    host.berth_ok(&["network", "create", "--subnet", "10.71.0.0/24", "n1"]);
+    // Servers on two of the ten container ports only: a host port reaching any other container
+    // port than its own finds nothing there.
+    host.serve("offset", "n1", &["8000-8009:9000-9009"], &py::addr_echo_server("0.0.0.0", &[9005, 9009]));
+    for port in [8005, 8009] {
+        assert_eq!(peer_tcp(&peer, HOST_LAN_IP, port, "o"), format!("{PEER_LAN_IP}|o"), "host port {port}");
+    }
+    let probe = peer_tcp_probe(&peer, HOST_LAN_IP, 8003, 1.0);
+    assert!(probe.starts_with("FAILED"), "host port 8003 reached a server, but only 9005 and 9009 serve: {probe}");
+    // From the host itself, through the userland proxy.
+    let local = host.sh_ok(&format!("python3 -c \"{}\"", py::tcp_client("127.0.0.1", 8009, "l").replace('"', "\\\"")));
+    assert!(local.trim().ends_with("|l"), "127.0.0.1:8009 through the proxy: {local}");
+    let ports = &host.inspect("offset")["NetworkSettings"]["Ports"];
+    assert_eq!(ports["9003/tcp"][0], json!({"HostIp": "0.0.0.0", "HostPort": "8003"}), "{ports}");
+    assert_eq!(ports.as_object().unwrap().len(), 10, "{ports}");
+}
+
+#[test]
 fn publish_all_picks_ports_from_the_ephemeral_range() {
     if !privileged() {
         return;

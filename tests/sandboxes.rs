@@ -217,7 +217,7 @@ fn foreground_run_returns_output_and_exit_code() {
     }
     let host = TestHost::new(&[]);
     let out = host.berth(&["run", "--rm", "--", "sh", "-c", "echo out; echo err >&2; exit 7"]);
-    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(out.status.code(), Some(7), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
     assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
     // The caller's environment reaches the command.

@@ -248,15 +248,7 @@ impl Controller {
             .collect();
         for spec in &parsed {
             let reservation = match spec.host_ports {
-                Some(host_ports) => {
-                    if host_ports.count() == spec.container_ports.count() && host_ports != spec.container_ports && host_ports.count() > 1 {
-                        return Err(Error::BadRequest(format!(
-                            "host ports {host_ports} cannot map onto container ports {}: a range is published on the same ports or onto one container port",
-                            spec.container_ports
-                        )));
-                    }
-                    self.reserve(state, &sandbox.id, &reservations, mapping_for(spec, host_ports))?
-                }
+                Some(host_ports) => self.reserve(state, &sandbox.id, &reservations, mapping_for(spec, host_ports))?,
                 None => self.reserve_random(state, &sandbox.id, &reservations, spec)?,
             };
             reservations.push(reservation);

@@ -63,7 +63,7 @@ pub(super) fn live_pids(sandbox: &SandboxRecord) -> Vec<u32> {
 /// Checks that `pid` may join `sandbox`'s processes, on behalf of the API client `caller` (its
 /// pid, from the socket's credentials), and names it: it must be a process the caller started
 /// (the caller or a descendant), never pid 1 or berthd, and run in the sandbox's namespace
-/// (unless it has already ended).
+/// (unless it is already exiting).
 fn identify_process(sandbox: &SandboxRecord, pid: u32, caller: Option<u32>) -> Result<ProcessRecord> {
     if pid == 0 {
         return Err(Error::BadRequest("invalid pid 0: a process id is expected".into()));
@@ -80,17 +80,16 @@ fn identify_process(sandbox: &SandboxRecord, pid: u32, caller: Option<u32>) -> R
             )))
         }
     }
-    let in_sandbox = || {
-        berth_sys::netns::netns_id(Path::new(&sandbox.netns_path))
-            .ok()
-            .zip(berth_sys::netns::netns_id(Path::new(&format!("/proc/{pid}/ns/net"))).ok())
-            .is_some_and(|(sandbox_ns, process_ns)| sandbox_ns == process_ns)
+    // A command that ends at once is still its client's unreaped child; once it is exiting its
+    // namespace can no longer be read (the kernel drops it before the process becomes a
+    // zombie). Such a process is registered: it never counts as running nor gets signalled.
+    // One whose namespace can be read must be in the sandbox's.
+    let sandbox_ns = berth_sys::netns::netns_id(Path::new(&sandbox.netns_path))?;
+    let in_sandbox = match berth_sys::netns::netns_id(Path::new(&format!("/proc/{pid}/ns/net"))) {
+        Ok(process_ns) => process_ns == sandbox_ns,
+        Err(_) => true,
     };
-    // A command that ended at once (before or while this looked) is still its client's
-    // unreaped child: its namespace can no longer be read, and it will never count as running
-    // nor be signalled.
-    let ended = || proc_stat(pid).is_ok_and(|now| now.finished && now.start_time == stat.start_time);
-    if !(stat.finished || in_sandbox() || ended()) {
+    if !in_sandbox {
         return Err(Error::BadRequest(format!("process {pid} does not run in sandbox {}'s network namespace", sandbox.name)));
     }
     Ok(ProcessRecord { pid, start_time: stat.start_time })
