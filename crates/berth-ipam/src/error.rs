@@ -45,11 +45,11 @@ pub enum IpamError {
     #[error("subnet {subnet} cannot be used: it overlaps {what}")]
     UnusableSubnet { subnet: IpNet, what: &'static str },
 
-    #[error(
-        "no free default pool left: every 172.17-172.31.0.0/16 and 192.168.0.0/20 subnet \
-         overlaps a network or host route"
-    )]
-    NoFreePool,
+    #[error("no free subnet left in the address pools {pools}: each overlaps a network or a host route")]
+    NoFreePool { pools: String },
+
+    #[error("invalid address pool {pool:?}: {reason}")]
+    InvalidPool { pool: String, reason: String },
 }
 
 /// An address of a subnet that no endpoint or gateway may hold.

@@ -11,4 +11,4 @@ mod subnets;
 
 pub use error::{IpamError, ReservedAddress};
 pub use pool::AddressPool;
-pub use subnets::{check_usable_subnet, default_pools, next_free_subnet, overlaps};
+pub use subnets::{check_usable_subnet, default_v4_pools, default_v6_pool, next_free_subnet, overlaps, SubnetPool};

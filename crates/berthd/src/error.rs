@@ -66,7 +66,7 @@ impl From<berth_ipam::IpamError> for Error {
     fn from(e: berth_ipam::IpamError) -> Self {
         use berth_ipam::IpamError::{AddressInUse, Exhausted, NoFreePool};
         match e {
-            AddressInUse { .. } | Exhausted { .. } | NoFreePool => Error::Conflict(e.to_string()),
+            AddressInUse { .. } | Exhausted { .. } | NoFreePool { .. } => Error::Conflict(e.to_string()),
             _ => Error::BadRequest(e.to_string()),
         }
     }

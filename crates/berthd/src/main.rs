@@ -66,6 +66,11 @@ struct Args {
     /// of the host's /etc/resolv.conf, followed when it changes.
     #[arg(long = "dns", value_name = "IP")]
     dns: Vec<IpAddr>,
+    /// Where networks created without a subnet get one (repeatable, either family; Docker's
+    /// flag): base=CIDR,size=PREFIXLEN. A family given none keeps the defaults: Docker's
+    /// 172.17-31.0.0/16 and 192.168.0.0/16 in /20s for IPv4, a unique local /48 in /64s for IPv6.
+    #[arg(long = "default-address-pool", value_name = "base=CIDR,size=N")]
+    default_address_pool: Vec<berth_ipam::SubnetPool>,
 }
 
 /// How often berthd checks that the userland proxy is alive.
@@ -147,7 +152,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             proxy,
             resolver,
             default_network,
-            DaemonSettings { userland_proxy_only: args.userland_proxy_only, dns_servers: args.dns.clone() },
+            DaemonSettings {
+                userland_proxy_only: args.userland_proxy_only,
+                dns_servers: args.dns.clone(),
+                address_pools: args.default_address_pool.clone(),
+            },
         )
             .await
             .context("cannot start")?,

@@ -20,11 +20,12 @@ use std::sync::Arc;
 use berth_dns::{Resolver, SandboxListener};
 use berth_drivers::BridgeDriver;
 use berth_firewall::{Dnat, Firewall, FirewallError, Ruleset};
-use berth_ipam::AddressPool;
+use berth_ipam::{default_v4_pools, default_v6_pool, AddressPool, SubnetPool};
 use berth_netlink::Netlink;
 use berth_store::Store;
 use berth_types::{EndpointRecord, NetworkRecord, SandboxRecord};
 use ipnet::IpNet;
+use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use crate::error::{Error, Result};
@@ -181,6 +182,8 @@ pub struct DaemonSettings {
     pub userland_proxy_only: bool,
     /// `--dns`: see [`Controller`]'s field.
     pub dns_servers: Vec<IpAddr>,
+    /// `--default-address-pool`: see [`Controller`]'s field; empty for the defaults.
+    pub address_pools: Vec<SubnetPool>,
 }
 
 pub struct Controller {
@@ -195,6 +198,10 @@ pub struct Controller {
     /// The daemon's `--dns` servers: the upstreams of the embedded resolver, and the
     /// nameservers of sandboxes without it (unless they name their own); empty for the host's.
     dns_servers: Vec<IpAddr>,
+    /// Where networks that ask for no subnet get one, both families in one list, in order:
+    /// `--default-address-pool` for a family that has them, else Docker's IPv4 pools and a
+    /// unique local /48 derived from the engine id for IPv6.
+    address_pools: Vec<SubnetPool>,
     host: Netlink,
     paths: Paths,
     /// What commands changed, for `GET /events`.
@@ -229,6 +236,7 @@ impl Controller {
             proxy,
             resolver,
             dns_servers: settings.dns_servers,
+            address_pools: address_pools(settings.address_pools, &engine_id(&paths.data_root)),
             host,
             paths,
             events: events::EventBus::default(),
@@ -236,4 +244,27 @@ impl Controller {
         controller.reconcile(default_network).await?;
         Ok(controller)
     }
+}
+
+/// berthd's engine id: stable for one data root on one host, as Docker's is (64 hex digits).
+pub(crate) fn engine_id(data_root: &Path) -> String {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    hex::encode(Sha256::digest(format!("{}\n{}", hostname.trim(), data_root.display())))
+}
+
+/// The pools of `configured` for each family that has some, Docker's defaults for the others:
+/// its IPv4 pools, and for IPv6 a unique local /48 whose global id is the engine id's first
+/// 40 bits (so it is the same on every start of this daemon).
+fn address_pools(configured: Vec<SubnetPool>, engine_id: &str) -> Vec<SubnetPool> {
+    let has = |v6: bool| configured.iter().any(|p| p.base().addr().is_ipv6() == v6);
+    let mut pools = configured.clone();
+    if !has(false) {
+        pools.extend(default_v4_pools());
+    }
+    if !has(true) {
+        let mut global_id = [0u8; 5];
+        hex::decode_to_slice(&engine_id[..10], &mut global_id).expect("the engine id is hex");
+        pools.push(default_v6_pool(global_id));
+    }
+    pools
 }

@@ -1,11 +1,12 @@
 //! Network commands: create, remove, prune. Subnets come from the request or, without one, from
-//! the first free default pool that overlaps no berth network and no route or address of the
-//! daemon's namespace.
+//! the first free subnet of the daemon's address pools (Docker's defaults, or
+//! `--default-address-pool`) that overlaps no berth network and no route or address of the
+//! daemon's namespace; IPv6 networks get one from a unique local /48 the same way.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use berth_ipam::{check_usable_subnet, next_free_subnet, overlaps, AddressPool};
+use berth_ipam::{check_usable_subnet, next_free_subnet, overlaps, AddressPool, SubnetPool};
 use berth_store::Change;
 use berth_types::{
     validate_interface_name, validate_network_name, IpamConfig, Network, NetworkCreate, NetworkRecord, PruneReport,
@@ -102,9 +103,7 @@ impl Controller {
         if has_v6 && !request.enable_ipv6 {
             return Err(Error::BadRequest("an IPv6 subnet needs IPv6 enabled on the network (--ipv6)".into()));
         }
-        if request.enable_ipv6 && !has_v6 {
-            return Err(Error::BadRequest("--ipv6 needs an IPv6 subnet (--subnet fd00:1::/64, for example)".into()));
-        }
+
         for wanted in &requested {
             if let Some((other, subnet)) = state.subnets().find(|(_, s)| overlaps(s, &wanted.subnet)) {
                 return Err(Error::Conflict(format!(
@@ -113,9 +112,14 @@ impl Controller {
                 )));
             }
         }
-        if !requested.iter().any(|r| r.subnet.addr().is_ipv4()) {
-            let subnet = self.free_default_subnet(state).await?;
-            requested.push(RequestedSubnet { subnet: IpNet::V4(subnet), ip_range: None, gateway: None });
+        // A family without a subnet of its own gets the first free one of its address pools
+        // (IPv6 only when asked for, as Docker 27 does).
+        for v6 in [false, true] {
+            let wanted = !v6 || request.enable_ipv6;
+            if wanted && !requested.iter().any(|r| r.subnet.addr().is_ipv6() == v6) {
+                let subnet = self.free_default_subnet(state, v6).await?;
+                requested.push(RequestedSubnet { subnet, ip_range: None, gateway: None });
+            }
         }
 
         let mut subnets = Vec::new();
@@ -151,12 +155,14 @@ impl Controller {
         })
     }
 
-    /// The first default pool free of berth's subnets and of the host's routes and addresses.
-    async fn free_default_subnet(&self, state: &State) -> Result<ipnet::Ipv4Net> {
+    /// The first subnet of the family's address pools free of berth's subnets and of the
+    /// host's routes and addresses.
+    async fn free_default_subnet(&self, state: &State, v6: bool) -> Result<IpNet> {
         let mut taken: Vec<IpNet> = state.subnets().map(|(_, s)| s).collect();
         taken.extend(self.host.route_destinations().await?.into_iter().filter(|r| r.prefix_len() > 0));
         taken.extend(self.host.addresses().await?.into_iter().map(|(_, a)| a.trunc()));
-        Ok(next_free_subnet(&taken)?)
+        let pools: Vec<SubnetPool> = self.address_pools.iter().filter(|p| p.base().addr().is_ipv6() == v6).copied().collect();
+        Ok(next_free_subnet(&pools, &taken)?)
     }
 
     /// Creates the network in the kernel, then commits it; undoes the kernel work if the commit fails.

@@ -8,7 +8,6 @@ use berth_types::{
     ComponentVersion, Platform, PluginsInfo, RegistryConfig, RuntimeInfo, SwarmInfo, SystemInfo, SystemVersion,
     DOCKER_API_VERSION, DOCKER_MIN_API_VERSION,
 };
-use sha2::{Digest, Sha256};
 
 use crate::controller::Controller;
 use crate::ids;
@@ -60,8 +59,7 @@ impl Controller {
         let os_release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
         let ipv4_forwarding = read_trimmed("/proc/sys/net/ipv4/ip_forward") == "1";
         SystemInfo {
-            // Stable for one data root on one host, as Docker's engine id is.
-            id: hex::encode(Sha256::digest(format!("{name}\n{data_root}"))),
+            id: crate::controller::engine_id(&self.paths.data_root),
             name,
             containers,
             containers_running: running,
