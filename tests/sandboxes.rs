@@ -211,6 +211,62 @@ fn attaching_the_hosts_or_a_sandboxs_namespace_is_refused() {
 }
 
 #[test]
+fn mac_addresses_asked_for_are_the_kernels_and_checked() {
+    if !privileged() {
+        return;
+    }
+    let host = TestHost::new(&[]);
+    for (name, subnet) in [("n1", "10.42.0.0/24"), ("n2", "10.43.0.0/24"), ("n3", "10.44.0.0/24")] {
+        host.berth_ok(&["network", "create", "--subnet", subnet, name]);
+    }
+    host.berth_ok(&["run", "-d", "--name", "m", "--network", "n1", "--mac-address", "02:AA:bb:cc:dd:01", "--", "python3", "-c", &py::tcp_echo_server("0.0.0.0", 7200)]);
+    host.berth_ok(&["network", "connect", "--mac-address", "02:aa:bb:cc:dd:02", "n2", "m"]);
+    let (status, body) = host.api(
+        "POST",
+        "/v1.47/networks/n3/connect",
+        Some(&serde_json::json!({"Container": "m", "EndpointConfig": {"MacAddress": "02:aa:bb:cc:dd:03"}})),
+    );
+    assert_eq!(status, 200, "{body}");
+    let networks = host.inspect("m")["NetworkSettings"]["Networks"].clone();
+    for (network, mac) in [("n1", "02:aa:bb:cc:dd:01"), ("n2", "02:aa:bb:cc:dd:02"), ("n3", "02:aa:bb:cc:dd:03")] {
+        assert_eq!(networks[network]["MacAddress"], mac, "{networks}");
+        let interface = networks[network]["Interface"].as_str().unwrap();
+        let kernel = String::from_utf8_lossy(&host.exec("m", &format!("cat /sys/class/net/{interface}/address")).stdout).trim().to_owned();
+        assert_eq!(kernel, mac, "{network}");
+    }
+    // A peer that talked to it has learnt that MAC for its address.
+    host.berth_ok(&["run", "-d", "--name", "peer", "--network", "n1", "--", "sleep", "600"]);
+    let m_ip = host.ip_of("m", "n1");
+    assert_eq!(host.python_in("peer", &py::tcp_client(&m_ip, 7200, "mac")), "echo:mac");
+    let neigh = String::from_utf8_lossy(&host.exec("peer", &format!("ip neigh show {m_ip}")).stdout).into_owned();
+    assert!(neigh.contains("02:aa:bb:cc:dd:01"), "{neigh}");
+    // A derived MAC never copies one asked for on the same network: 10.42.0.5 would be
+    // 02:42:0a:2a:00:05, which "late" asks for first.
+    host.berth_ok(&["run", "-d", "--name", "late", "--network", "n1", "--mac-address", "02:42:0a:2a:00:05", "--", "sleep", "600"]);
+    host.berth_ok(&["run", "-d", "--name", "derived", "--network", "n1", "--ip", "10.42.0.5", "--", "sleep", "600"]);
+    let derived = host.inspect("derived")["NetworkSettings"]["Networks"]["n1"]["MacAddress"].as_str().unwrap().to_owned();
+    assert_ne!(derived, "02:42:0a:2a:00:05");
+
+    let before = (host.berth_json(&["ps"]), host.links());
+    for (args, expected) in [
+        (&["run", "--network", "n1", "--mac-address", "02:aa:bb:cc:dd:01", "--", "true"][..], "already in use on network n1"),
+        (&["run", "--network", "n1", "--mac-address", "01:00:5e:00:00:01", "--", "true"][..], "multicast"),
+        (&["run", "--network", "n1", "--mac-address", "00:00:00:00:00:00", "--", "true"][..], "all zeros"),
+        (&["run", "--network", "n1", "--mac-address", "02:aa:bb", "--", "true"][..], "invalid MAC address"),
+        (&["run", "--network", "host", "--mac-address", "02:aa:bb:cc:dd:09", "--", "true"][..], "--mac-address"),
+        (&["network", "connect", "--mac-address", "02:aa:bb:cc:dd:01", "n1", "peer"][..], "already connected"),
+        (&["network", "connect", "--mac-address", "02:aa:bb:cc:dd:02", "n2", "peer"][..], "already in use on network n2"),
+    ] {
+        let err = host.berth_err(args);
+        assert!(err.contains(expected), "berth {args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
+    let (status, _) = host.api("POST", "/v1/networks/n2/connect", Some(&serde_json::json!({"Container": "peer", "MacAddress": "02:aa:bb:cc:dd:02"})));
+    assert_eq!(status, 409);
+    assert_eq!((host.berth_json(&["ps"]), host.links()), before, "a refused MAC changed something");
+}
+
+#[test]
 fn foreground_run_returns_output_and_exit_code() {
     if !privileged() {
         return;

@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::path::Path;
 
-use berth_netlink::{mac_from_ipv4, Link, Netlink, VethPeer};
+use berth_netlink::{parse_mac, Link, Netlink, VethPeer};
 use berth_types::{EndpointRecord, NetworkRecord, HOST_VETH_PREFIX, LINK_ALIAS_MARK};
 use ipnet::IpNet;
 
@@ -116,7 +116,8 @@ impl BridgeDriver {
                 bridge.index,
                 VethPeer {
                     name: &endpoint.interface,
-                    mac: endpoint.ipv4.map(|a| mac_from_ipv4(a.addr())),
+                    // The controller chose it; empty lets the kernel pick one.
+                    mac: parse_mac(&endpoint.mac),
                     netns: &netns_file,
                 },
             )

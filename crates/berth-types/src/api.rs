@@ -102,6 +102,9 @@ pub struct NetworkConnect {
     /// Further names of the sandbox on this network (kept for DNS).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// The endpoint's MAC address (`--mac-address`); derived from the IPv4 address when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
 }
 
 /// Body of `POST /v1/networks/{network}/disconnect`.
@@ -123,6 +126,9 @@ pub struct SandboxCreate {
     pub ipv4_address: Option<String>,
     #[serde(rename = "IPv6Address", skip_serializing_if = "Option::is_none")]
     pub ipv6_address: Option<String>,
+    /// MAC address of the sandbox's endpoint on its network (`--mac-address`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
     /// Defaults to the first 12 characters of the id.
     pub hostname: String,
     /// Set by `berth attach`: the namespace another runtime made (`/proc/PID/ns/net`).

@@ -268,6 +268,8 @@ pub struct EndpointConfig {
     pub ipam_config: Option<EndpointIpamConfig>,
     #[serde(rename = "Aliases")]
     pub aliases: Option<Vec<String>>,
+    #[serde(rename = "MacAddress")]
+    pub mac_address: Option<String>,
 }
 
 /// Docker's `IPAMConfig` of an endpoint: the addresses asked for, in requests and views.

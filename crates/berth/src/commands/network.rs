@@ -84,6 +84,9 @@ pub struct ConnectArgs {
     /// IPv6 address of the sandbox on this network
     #[arg(long, value_name = "IP")]
     ip6: Option<Ipv6Addr>,
+    /// MAC address of the sandbox on this network (unicast, unused there)
+    #[arg(long, value_name = "MAC")]
+    mac_address: Option<String>,
     /// A further name of the sandbox on this network, for the embedded DNS (repeatable;
     /// `--network-alias` as with `berth run`)
     #[arg(long = "alias", visible_alias = "network-alias", value_name = "NAME")]
@@ -139,6 +142,7 @@ pub async fn execute(client: &Client, format: Format, command: NetworkCommand) -
                 ipv4_address: args.ip.map(|ip| ip.to_string()),
                 ipv6_address: args.ip6.map(|ip| ip.to_string()),
                 aliases: args.aliases,
+                mac_address: args.mac_address,
             };
             let sandbox = client
                 .post(&route(&["networks", &args.network, "connect"]), &request)

@@ -96,6 +96,9 @@ pub struct RunArgs {
     /// IPv6 address on the network
     #[arg(long, value_name = "IP")]
     ip6: Option<Ipv6Addr>,
+    /// MAC address on the network (unicast, unused there; default: 02:42 and the IPv4 address)
+    #[arg(long, value_name = "MAC")]
+    mac_address: Option<String>,
     /// Publish container ports on the host: [HOSTIP:][HOSTPORT[-END]:]CPORT[-END][/PROTO]
     #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = parse_publish_spec)]
     publish: Vec<String>,
@@ -209,6 +212,9 @@ fn sandbox_create(args: &RunArgs) -> Result<SandboxCreate> {
     if args.ip.is_some() || args.ip6.is_some() {
         check_has_endpoint(network, "--ip and --ip6")?;
     }
+    if args.mac_address.is_some() {
+        check_has_endpoint(network, "--mac-address")?;
+    }
     if !args.publish.is_empty() || args.publish_all {
         check_has_endpoint(network, "-p and -P")?;
     }
@@ -227,6 +233,7 @@ fn sandbox_create(args: &RunArgs) -> Result<SandboxCreate> {
             .unwrap_or_default(),
         ipv4_address: args.ip.map(|ip| ip.to_string()),
         ipv6_address: args.ip6.map(|ip| ip.to_string()),
+        mac_address: args.mac_address.clone(),
         hostname: args.hostname.clone().unwrap_or_default(),
         netns: None,
         auto_remove: args.rm,

@@ -95,6 +95,29 @@ fn identify_process(sandbox: &SandboxRecord, pid: u32, caller: Option<u32>) -> R
     Ok(ProcessRecord { pid, start_time: stat.start_time })
 }
 
+/// What a request asks of a new endpoint; IPAM and Docker's MAC rule fill in the rest.
+#[derive(Debug, Clone, Copy)]
+struct WantedEndpoint {
+    ipv4: Option<IpAddr>,
+    ipv6: Option<IpAddr>,
+    mac: Option<[u8; 6]>,
+}
+
+/// A requested MAC address: six hex pairs, unicast (the low bit of the first byte clear) and
+/// not all zeros.
+fn parse_requested_mac(text: Option<&str>) -> Result<Option<[u8; 6]>> {
+    let Some(text) = text.filter(|t| !t.is_empty()) else { return Ok(None) };
+    let mac = berth_netlink::parse_mac(text)
+        .ok_or_else(|| Error::BadRequest(format!("invalid MAC address {text:?}: expected six hex pairs such as 02:42:0a:00:00:05")))?;
+    if mac[0] & 1 == 1 {
+        return Err(Error::BadRequest(format!("invalid MAC address {text}: a multicast address cannot be an endpoint's")));
+    }
+    if mac == [0; 6] {
+        return Err(Error::BadRequest(format!("invalid MAC address {text}: all zeros")));
+    }
+    Ok(Some(mac))
+}
+
 /// A sandbox being made: what must be undone if a later step fails.
 struct SandboxDraft {
     record: SandboxRecord,
@@ -132,6 +155,7 @@ impl Controller {
         validate_name("hostname", &hostname).map_err(Error::BadRequest)?;
         let ipv4 = parse_ip(request.ipv4_address.as_deref())?;
         let ipv6 = parse_ip(request.ipv6_address.as_deref())?;
+        let mac = parse_requested_mac(request.mac_address.as_deref())?;
         let dns_servers = request
             .dns
             .iter()
@@ -173,6 +197,9 @@ impl Controller {
         if network.is_none() && (ipv4.is_some() || ipv6.is_some()) {
             return Err(Error::BadRequest(format!("--ip needs a network; network mode {mode_text} has none")));
         }
+        if network.is_none() && mac.is_some() {
+            return Err(Error::BadRequest(format!("--mac-address needs a network; network mode {mode_text} has none")));
+        }
         if !request.aliases.is_empty() {
             check_aliases(network.as_ref(), &request.aliases)?;
         }
@@ -202,7 +229,8 @@ impl Controller {
             dnats: Vec::new(),
             resolver_listener: None,
         };
-        let built = self.build_sandbox(&mut state, &mut draft, &request, network.as_ref(), ipv4, ipv6).await;
+        let wanted = WantedEndpoint { ipv4, ipv6, mac };
+        let built = self.build_sandbox(&mut state, &mut draft, &request, network.as_ref(), wanted).await;
         if let Err(e) = built {
             self.undo_sandbox(&mut state, &draft).await;
             return Err(e);
@@ -234,8 +262,7 @@ impl Controller {
         draft: &mut SandboxDraft,
         request: &SandboxCreate,
         network: Option<&NetworkRecord>,
-        ipv4: Option<IpAddr>,
-        ipv6: Option<IpAddr>,
+        wanted: WantedEndpoint,
     ) -> Result<()> {
         if draft.created_netns {
             create_sandbox_netns(Path::new(&draft.record.netns_path)).await?;
@@ -249,7 +276,7 @@ impl Controller {
             _ => None,
         };
         if let Some(network) = network {
-            let mut endpoint = self.add_endpoint(state, &draft.record, network, ipv4, ipv6).await?;
+            let mut endpoint = self.add_endpoint(state, &draft.record, network, wanted).await?;
             endpoint.aliases = request.aliases.clone();
             draft.record.endpoints.push(endpoint);
         }
@@ -293,9 +320,15 @@ impl Controller {
         state: &mut State,
         sandbox: &SandboxRecord,
         network: &NetworkRecord,
-        ipv4: Option<IpAddr>,
-        ipv6: Option<IpAddr>,
+        wanted: WantedEndpoint,
     ) -> Result<EndpointRecord> {
+        let WantedEndpoint { ipv4, ipv6, mac } = wanted;
+        let in_use = |mac: &str| state.endpoints_on(&network.id).any(|(_, e)| e.mac == mac);
+        if let Some(mac) = mac.map(|m| berth_netlink::format_mac(&m)) {
+            if in_use(&mac) {
+                return Err(Error::Conflict(format!("MAC address {mac} is already in use on network {}", network.name)));
+            }
+        }
         if ipv4.is_some_and(|a| a.is_ipv6()) || ipv6.is_some_and(|a| a.is_ipv4()) {
             return Err(Error::BadRequest("--ip takes an IPv4 address and --ip6 an IPv6 address".into()));
         }
@@ -360,10 +393,16 @@ impl Controller {
                 _ => unreachable!("a pool hands out addresses of its own family"),
             }
         }
-        endpoint.mac = endpoint
-            .ipv4
-            .map(|a| berth_netlink::format_mac(&berth_netlink::mac_from_ipv4(a.addr())))
-            .unwrap_or_default();
+        // The MAC asked for, else Docker's 02:42 + IPv4 address unless an endpoint has that one
+        // (asked for); else, and without IPv4, the kernel picks one.
+        endpoint.mac = match mac {
+            Some(mac) => berth_netlink::format_mac(&mac),
+            None => endpoint
+                .ipv4
+                .map(|a| berth_netlink::format_mac(&berth_netlink::mac_from_ipv4(a.addr())))
+                .filter(|derived| !state.endpoints_on(&network.id).any(|(_, e)| &e.mac == derived))
+                .unwrap_or_default(),
+        };
         let default_route = sandbox.endpoints.is_empty();
         if let Err(e) = self.bridge.join(network, &endpoint, &netns, default_route).await {
             release_all(state.pools.get_mut(&network.id).expect("pools exist"), &endpoint);
@@ -400,12 +439,15 @@ impl Controller {
         if sandbox.endpoints.iter().any(|e| e.network_id == network.id) {
             return Err(Error::Conflict(format!("sandbox {} is already connected to network {}", sandbox.name, network.name)));
         }
-        let ipv4 = parse_ip(request.ipv4_address.as_deref())?;
-        let ipv6 = parse_ip(request.ipv6_address.as_deref())?;
+        let wanted = WantedEndpoint {
+            ipv4: parse_ip(request.ipv4_address.as_deref())?,
+            ipv6: parse_ip(request.ipv6_address.as_deref())?,
+            mac: parse_requested_mac(request.mac_address.as_deref())?,
+        };
         if !request.aliases.is_empty() {
             check_aliases(Some(&network), &request.aliases)?;
         }
-        let mut endpoint = self.add_endpoint(&mut state, &sandbox, &network, ipv4, ipv6).await?;
+        let mut endpoint = self.add_endpoint(&mut state, &sandbox, &network, wanted).await?;
         endpoint.aliases = request.aliases;
         sandbox.endpoints.push(endpoint.clone());
         // The listener (if this is the sandbox's first network with names) is dropped, closing

@@ -54,8 +54,8 @@ impl Controller {
         Ok(NetworkCreateResponse { id: network.id, warning: String::new() })
     }
 
-    /// `POST /networks/{id}/connect`: the addresses of `EndpointConfig.IPAMConfig` and the
-    /// aliases are used; links are accepted and ignored.
+    /// `POST /networks/{id}/connect`: the addresses of `EndpointConfig.IPAMConfig`, its
+    /// `MacAddress` and the aliases are used; links are accepted and ignored.
     pub async fn docker_connect(&self, network: &str, request: DockerNetworkConnect) -> Result<()> {
         let config = request.endpoint_config.unwrap_or_default();
         let addresses = config.ipam_config.unwrap_or_default();
@@ -64,6 +64,7 @@ impl Controller {
             ipv4_address: addresses.ipv4_address,
             ipv6_address: addresses.ipv6_address,
             aliases: config.aliases.unwrap_or_default(),
+            mac_address: config.mac_address.filter(|m| !m.is_empty()),
         };
         self.connect(network, request).await.map(drop)
     }
