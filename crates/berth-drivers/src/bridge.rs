@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::path::Path;
 
-use berth_netlink::{parse_mac, Link, Netlink, VethPeer};
+use berth_netlink::{parse_mac, Link, Netlink, VethPeer, VethSettings};
 use berth_types::{EndpointRecord, NetworkRecord, HOST_VETH_PREFIX, LINK_ALIAS_MARK};
 use ipnet::IpNet;
 
@@ -35,6 +35,7 @@ impl BridgeDriver {
     /// before (same name, berth's mark) is adopted, so this also repairs on reconcile; a link of
     /// that name that berth did not make is refused.
     pub async fn create_network(&self, network: &NetworkRecord) -> Result<(), DriverError> {
+        let options = network.bridge_options();
         let (index, created) = match self.host.link_by_name(&network.bridge).await? {
             Some(link) if is_berth_link(&link) && link.kind.as_deref() == Some("bridge") => (link.index, false),
             Some(_) => {
@@ -43,10 +44,11 @@ impl BridgeDriver {
                     network.bridge
                 )))
             }
-            None => (self.host.create_bridge(&network.bridge, LINK_ALIAS_MARK).await?, true),
+            None => (self.host.create_bridge(&network.bridge, LINK_ALIAS_MARK, options.mtu).await?, true),
         };
         let configured = async {
-            for subnet in &network.subnets {
+            // With inhibit_ipv4 the IPv4 gateway is some other host on the segment.
+            for subnet in network.subnets.iter().filter(|s| !(options.inhibit_ipv4 && s.subnet.addr().is_ipv4())) {
                 let gateway = IpNet::new(subnet.gateway, subnet.subnet.prefix_len())
                     .expect("a recorded subnet's prefix length is valid for its gateway");
                 self.host.add_address(index, gateway).await?;
@@ -100,6 +102,7 @@ impl BridgeDriver {
         netns: &Path,
         default_route: bool,
     ) -> Result<(), DriverError> {
+        let options = network.bridge_options();
         let bridge = self
             .host
             .link_by_name(&network.bridge)
@@ -120,6 +123,7 @@ impl BridgeDriver {
                     mac: parse_mac(&endpoint.mac),
                     netns: &netns_file,
                 },
+                VethSettings { mtu: options.mtu, isolated: !options.enable_icc },
             )
             .await?;
         let configured = self.configure_inside(endpoint, netns, default_route).await;

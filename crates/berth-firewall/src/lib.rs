@@ -38,6 +38,18 @@ pub struct NetworkPolicy {
     /// An internal network has no way out and none in: no masquerade, nothing forwarded to or
     /// from other interfaces.
     pub internal: bool,
+    /// Subnets (of `subnets`) whose traffic leaves without masquerade: the network's
+    /// `enable_ip_masquerade` is off, or its gateway mode for that family is `routed`.
+    pub unmasqueraded: Vec<IpNet>,
+}
+
+/// A sandbox's published container port on a network in routed gateway mode: reachable from
+/// outside at the sandbox's own address, not only through DNAT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RoutedPort {
+    pub protocol: PortProtocol,
+    pub address: IpAddr,
+    pub port: u16,
 }
 
 /// One published port mapping: packets to `host_ip` (or any local address) on `host_ports`
@@ -80,6 +92,9 @@ pub struct Ruleset {
     /// Off: 127.0.0.0/8 is never DNATed and the userland proxy serves loopback. `::1` is never
     /// DNATed either way (the kernel cannot route it out of a bridge).
     pub loopback_dnat: bool,
+    /// Container ports open straight from outside (routed networks), applied with the whole
+    /// ruleset only: the caller re-applies it when they change.
+    pub routed_ports: Vec<RoutedPort>,
 }
 
 #[derive(Debug, thiserror::Error)]

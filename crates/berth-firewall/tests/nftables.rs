@@ -12,7 +12,7 @@ use std::io::Write as _;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_firewall::{select, watch_changes, Dnat, Firewall, FirewallKind, NetworkPolicy, Ruleset};
+use berth_firewall::{select, watch_changes, Dnat, Firewall, FirewallKind, NetworkPolicy, RoutedPort, Ruleset};
 use berth_types::{PortProtocol, PortRange};
 use serde_json::Value;
 
@@ -97,7 +97,7 @@ fn applying_twice_leaves_one_copy_of_everything() {
         assert!(firewall.matches(&example()).unwrap());
         let (rules, elements) = counts();
         assert_eq!(rules["postrouting"], 4, "two rules per subnet of the one non-internal network");
-        assert_eq!(rules["into-network"], 4);
+        assert_eq!(rules["into-network"], 6);
         assert_eq!(elements["bridges"], 2);
         assert_eq!(elements["internal_bridges"], 1);
         assert_eq!(elements["dnat_port4"] + elements["dnat_addr4"] + elements["dnat_port6"] + elements["dnat_addr6"], 4);
@@ -122,6 +122,30 @@ fn applying_twice_leaves_one_copy_of_everything() {
         assert!(!rules.contains_key("postrouting") && elements.values().all(|n| *n == 0), "{rules:?} {elements:?}");
         assert!(firewall.matches(&Ruleset::default()).unwrap());
         assert!(!firewall.matches(&example()).unwrap());
+    });
+}
+
+#[test]
+fn routed_networks_open_their_published_ports_and_skip_masquerade() {
+    in_fresh_netns("routed_networks_open_their_published_ports_and_skip_masquerade", || {
+        let firewall = nftables();
+        let mut ruleset = example();
+        ruleset.networks[0].unmasqueraded = vec!["fd00:18::/64".parse().unwrap()];
+        ruleset.routed_ports = vec![
+            RoutedPort { protocol: PortProtocol::Tcp, address: "fd00:18::2".parse().unwrap(), port: 9000 },
+            RoutedPort { protocol: PortProtocol::Udp, address: "172.18.0.3".parse().unwrap(), port: 53 },
+        ];
+        firewall.apply(&ruleset).unwrap();
+        assert!(firewall.matches(&ruleset).unwrap(), "the listing reads back what was applied");
+        assert!(!firewall.matches(&example()).unwrap(), "routed ports and masquerade count");
+        let (rules, elements) = counts();
+        assert_eq!(rules["postrouting"], 3, "no masquerade for the routed IPv6 subnet, hairpin kept");
+        assert_eq!((elements["routed_ports4"], elements["routed_ports6"]), (1, 1));
+        let text = String::from_utf8(Command::new("nft").args(["list", "table", "inet", "berth"]).output().unwrap().stdout).unwrap();
+        for expected in ["fd00:18::2 . tcp . 9000", "172.18.0.3 . udp . 53", "oifname \"br-web\" ip6 saddr fd00:18::/64 masquerade"] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        assert!(!text.contains("ip6 saddr fd00:18::/64 oifname != \"br-web\" masquerade"), "{text}");
     });
 }
 
@@ -418,6 +442,7 @@ fn packets_take_the_documented_paths() {
             bridge: bridge.into(),
             subnets: subnets.iter().map(|s| s.parse().unwrap()).collect(),
             internal,
+            unmasqueraded: vec![],
         };
         let ruleset = Ruleset {
             networks: vec![
@@ -432,6 +457,7 @@ fn packets_take_the_documented_paths() {
                 dnat(PortProtocol::Udp, None, (5353, 5353), "172.18.0.2", (53, 53)),
             ],
             loopback_dnat: false,
+            routed_ports: vec![],
         };
         nftables().apply(&ruleset).unwrap();
 
@@ -510,6 +536,7 @@ fn loopback_reaches_published_ports_without_the_proxy() {
                 bridge: "br-web".into(),
                 subnets: vec!["172.18.0.0/16".parse().unwrap()],
                 internal: false,
+                unmasqueraded: vec![],
             }],
             dnats: vec![
                 dnat(PortProtocol::Tcp, None, (8080, 8080), "172.18.0.2", (80, 80)),
@@ -518,6 +545,7 @@ fn loopback_reaches_published_ports_without_the_proxy() {
                 dnat(PortProtocol::Tcp, Some("192.0.2.1"), (9000, 9000), "172.18.0.2", (80, 80)),
             ],
             loopback_dnat: true,
+            routed_ports: vec![],
         };
         let off = Ruleset { loopback_dnat: false, ..on.clone() };
         let firewall = nftables();

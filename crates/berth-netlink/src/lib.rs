@@ -126,6 +126,16 @@ pub struct VethPeer<'a> {
     pub netns: &'a File,
 }
 
+/// How a veth pair hangs off its bridge.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VethSettings {
+    /// MTU of both ends; the kernel's default (1500) when None.
+    pub mtu: Option<u32>,
+    /// An isolated bridge port forwards only to ports that are not (and to the bridge itself):
+    /// endpoints on the same network cannot reach each other.
+    pub isolated: bool,
+}
+
 /// One rtnetlink connection, bound to the namespace it was opened in.
 #[derive(Clone)]
 pub struct Netlink {
@@ -181,11 +191,17 @@ impl Netlink {
         }
     }
 
-    /// Creates a bridge marked with `alias`, and returns its index. The bridge is left down.
-    pub async fn create_bridge(&self, name: &str, alias: &str) -> Result<u32> {
+    /// Creates a bridge marked with `alias` (with `mtu`, else the kernel's default), and
+    /// returns its index. The bridge is left down.
+    pub async fn create_bridge(&self, name: &str, alias: &str, mtu: Option<u32>) -> Result<u32> {
+        let bridge = LinkBridge::new(name);
+        let bridge = match mtu {
+            Some(mtu) => bridge.mtu(mtu),
+            None => bridge,
+        };
         self.handle
             .link()
-            .add(LinkBridge::new(name).build())
+            .add(bridge.build())
             .execute()
             .await
             .map_err(failed(format!("create bridge {name}")))?;
@@ -205,19 +221,30 @@ impl Netlink {
     }
 
     /// Creates a veth pair in one request: the host end `host_name` (up, a port of `bridge`), the
-    /// peer created straight inside the peer's namespace with its name and MAC; then marks the
-    /// host end with `alias` and puts its bridge port in hairpin mode. Returns the host end's index.
-    pub async fn create_veth(&self, host_name: &str, alias: &str, bridge: u32, peer: VethPeer<'_>) -> Result<u32> {
+    /// peer created straight inside the peer's namespace with its name and MAC, both with the
+    /// settings' MTU; then marks the host end with `alias` and puts its bridge port in hairpin
+    /// mode (and isolates it when asked). Returns the host end's index.
+    pub async fn create_veth(
+        &self,
+        host_name: &str,
+        alias: &str,
+        bridge: u32,
+        peer: VethPeer<'_>,
+        settings: VethSettings,
+    ) -> Result<u32> {
         let mut peer_message = LinkUnspec::new_with_name(peer.name).setns_by_fd(peer.netns.as_raw_fd());
         if let Some(mac) = peer.mac {
             peer_message = peer_message.address(mac.to_vec());
         }
-        let message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+        let mut host_message = LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
             .name(host_name.to_owned())
             .controller(bridge)
-            .up()
-            .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_message.build())))
-            .build();
+            .up();
+        if let Some(mtu) = settings.mtu {
+            peer_message = peer_message.mtu(mtu);
+            host_message = host_message.mtu(mtu);
+        }
+        let message = host_message.set_info_data(InfoData::Veth(InfoVeth::Peer(peer_message.build()))).build();
         self.handle
             .link()
             .add(message)
@@ -229,7 +256,7 @@ impl Netlink {
         // DNATed packets back out of the port they came in on.
         self.handle
             .link()
-            .set_port(LinkBridgePort::new(index).hairpin(true).alias(alias).build())
+            .set_port(LinkBridgePort::new(index).hairpin(true).isolated(settings.isolated).alias(alias).build())
             .execute()
             .await
             .map_err(failed(format!("mark bridge port {host_name} and set it to hairpin mode")))?;

@@ -120,6 +120,7 @@ mod tests {
             created: "2026-11-25T00:00:00Z".into(),
             bridge: format!("br-{id}"),
             internal: false,
+            attachable: false,
             enable_ipv6: false,
             subnets: vec![SubnetRecord {
                 subnet: "10.1.0.0/24".parse().unwrap(),

@@ -59,6 +59,9 @@ pub struct Network {
     #[serde(rename = "IPAM")]
     pub ipam: Ipam,
     pub internal: bool,
+    /// Any sandbox may be connected to it (Docker's swarm flag; every berth network is local,
+    /// so it is only kept and shown).
+    pub attachable: bool,
     /// Sandboxes on this network, by sandbox id.
     pub containers: BTreeMap<String, NetworkContainer>,
     pub options: BTreeMap<String, String>,
@@ -75,6 +78,7 @@ pub struct NetworkCreate {
     #[serde(rename = "EnableIPv6")]
     pub enable_ipv6: bool,
     pub internal: bool,
+    pub attachable: bool,
     /// Up to one v4 and one v6 entry; an empty list lets IPAM choose a v4 subnet.
     #[serde(rename = "IPAM")]
     pub ipam_config: Vec<IpamConfig>,

@@ -189,7 +189,6 @@ pub struct SwarmInfo {
 pub struct DockerNetwork {
     #[serde(flatten)]
     pub network: Network,
-    pub attachable: bool,
     pub ingress: bool,
     pub config_from: ConfigReference,
     pub config_only: bool,
@@ -201,8 +200,7 @@ pub struct ConfigReference {
     pub network: String,
 }
 
-/// Body of `POST /networks/create`; fields berth has no use for (`CheckDuplicate`,
-/// `Attachable`) are accepted and ignored.
+/// Body of `POST /networks/create`; `CheckDuplicate` (always done) is accepted and ignored.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct DockerNetworkCreate {
@@ -216,6 +214,7 @@ pub struct DockerNetworkCreate {
     #[serde(rename = "IPAM")]
     pub ipam: Option<DockerIpam>,
     pub internal: bool,
+    pub attachable: bool,
     pub ingress: bool,
     pub config_only: bool,
     pub config_from: Option<ConfigReference>,
@@ -270,6 +269,9 @@ pub struct EndpointConfig {
     pub aliases: Option<Vec<String>>,
     #[serde(rename = "MacAddress")]
     pub mac_address: Option<String>,
+    /// Per-endpoint driver options: berth's bridge driver has none, so any is refused.
+    #[serde(rename = "DriverOpts")]
+    pub driver_opts: Option<BTreeMap<String, String>>,
 }
 
 /// Docker's `IPAMConfig` of an endpoint: the addresses asked for, in requests and views.

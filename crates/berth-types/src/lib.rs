@@ -5,6 +5,7 @@
 //! thin. This crate does no I/O and holds no logic beyond naming rules and conversions.
 
 mod api;
+mod bridge_options;
 mod docker;
 mod names;
 mod ports;
@@ -12,6 +13,7 @@ mod proxy;
 mod records;
 
 pub use api::*;
+pub use bridge_options::*;
 pub use docker::*;
 pub use names::*;
 pub use ports::*;

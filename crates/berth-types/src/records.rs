@@ -29,8 +29,11 @@ pub struct NetworkRecord {
     /// The Linux bridge of this network.
     pub bridge: String,
     pub internal: bool,
+    #[serde(default)]
+    pub attachable: bool,
     pub enable_ipv6: bool,
     pub subnets: Vec<SubnetRecord>,
+    /// Driver options as given (`-o KEY=VALUE`), checked at creation; see [`Self::bridge_options`].
     pub options: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
 }
@@ -42,6 +45,13 @@ impl NetworkRecord {
 
     pub fn subnet_v6(&self) -> Option<&SubnetRecord> {
         self.subnets.iter().find(|s| matches!(s.subnet, IpNet::V6(_)))
+    }
+
+    /// The options, parsed. They were checked when the network was created; a record written
+    /// by an older berth that stored keys it did not implement keeps the keys berth knows.
+    pub fn bridge_options(&self) -> crate::BridgeOptions {
+        let known = self.options.iter().filter(|(key, _)| crate::BRIDGE_OPTION_KEYS.contains(&key.as_str()));
+        crate::BridgeOptions::parse(&known.map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
     }
 }
 

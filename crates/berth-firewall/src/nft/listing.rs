@@ -150,6 +150,7 @@ mod tests {
                 bridge: "br0".into(),
                 subnets: vec!["172.17.0.0/16".parse().unwrap()],
                 internal: false,
+                unmasqueraded: vec![],
             }],
             dnats: vec![
                 Dnat {
@@ -168,6 +169,7 @@ mod tests {
                 },
             ],
             loopback_dnat: false,
+            routed_ports: vec![],
         }
     }
 
@@ -201,6 +203,8 @@ mod tests {
                 Some("ipv6_addr"),
                 serde_json::json!([[{"concat": ["2001:db8::1", "udp", {"range": [20000, 20999]}]}, "fd00::2"]]),
             ),
+            ("set", "routed_ports4", serde_json::json!(["ipv4_addr", "inet_proto", "inet_service"]), None, serde_json::json!([])),
+            ("set", "routed_ports6", serde_json::json!(["ipv6_addr", "inet_proto", "inet_service"]), None, serde_json::json!([])),
         ];
         for (keyword, name, key_type, value_type, elements) in sets {
             let mut set = serde_json::json!({"family": "inet", "name": name, "table": "berth", "type": key_type, "handle": 9});

@@ -34,7 +34,7 @@ pub(crate) const CHAINS: [(&str, &str); 7] = [
 ];
 
 /// berth's sets and maps: keyword, name, declaration; emptied and refilled by every apply.
-pub(crate) const SETS: [(&str, &str, &str); 7] = [
+pub(crate) const SETS: [(&str, &str, &str); 9] = [
     ("set", "bridges", "{ type ifname; }"),
     ("set", "internal_bridges", "{ type ifname; }"),
     ("set", "bridge_pairs", "{ type ifname . ifname; }"),
@@ -42,7 +42,13 @@ pub(crate) const SETS: [(&str, &str, &str); 7] = [
     ("map", DNAT_ADDR4, "{ type ipv4_addr . inet_proto . inet_service : ipv4_addr; flags interval; }"),
     ("map", DNAT_PORT6, "{ type ipv6_addr . inet_proto . inet_service : ipv6_addr . inet_service; flags interval; }"),
     ("map", DNAT_ADDR6, "{ type ipv6_addr . inet_proto . inet_service : ipv6_addr; flags interval; }"),
+    // One element per port (no intervals): two mappings may open the same container port.
+    ("set", ROUTED4, "{ type ipv4_addr . inet_proto . inet_service; }"),
+    ("set", ROUTED6, "{ type ipv6_addr . inet_proto . inet_service; }"),
 ];
+
+const ROUTED4: &str = "routed_ports4";
+const ROUTED6: &str = "routed_ports6";
 
 const DNAT_PORT4: &str = "dnat_port4";
 const DNAT_ADDR4: &str = "dnat_addr4";
@@ -51,7 +57,7 @@ const DNAT_ADDR6: &str = "dnat_addr6";
 
 /// Rules that do not depend on the ruleset: (chain, rule). The output chain's rules depend on
 /// [`Ruleset::loopback_dnat`] and are added by [`Content::of`].
-const FIXED_RULES: [(&str, &str); 16] = [
+const FIXED_RULES: [(&str, &str); 18] = [
     // Never from the wire to a loopback address (CVE-2020-8558): with route_localnet on an
     // interface (berthd sets it on its bridges when loopback DNAT is on) the kernel would route
     // such a packet to the host's 127.0.0.1 services. Rendered whatever the setting: such a
@@ -77,6 +83,9 @@ const FIXED_RULES: [(&str, &str); 16] = [
     // the network is internal; nothing else (isolation, no direct routing to sandboxes).
     ("into-network", "iifname . oifname @bridge_pairs accept"),
     ("into-network", "oifname @internal_bridges drop"),
+    // Routed networks: their published container ports, straight to the sandbox.
+    ("into-network", "ip daddr . meta l4proto . th dport @routed_ports4 accept"),
+    ("into-network", "ip6 daddr . meta l4proto . th dport @routed_ports6 accept"),
 ];
 
 /// Host processes to a loopback address: not DNATed unless [`Ruleset::loopback_dnat`] (the
@@ -152,9 +161,17 @@ impl Content {
                     subnet @ ipnet::IpNet::V4(_) => ("ip", subnet),
                     subnet @ ipnet::IpNet::V6(_) => ("ip6", subnet),
                 };
-                push_rule("postrouting", format!("{ip} saddr {subnet} oifname != {bridge} masquerade"));
+                if !network.unmasqueraded.iter().any(|u| u.trunc() == subnet) {
+                    push_rule("postrouting", format!("{ip} saddr {subnet} oifname != {bridge} masquerade"));
+                }
+                // Hairpin: a sandbox reaching a published port of its own network through a
+                // host address must see the answer come from that address.
                 push_rule("postrouting", format!("ct status dnat oifname {bridge} {ip} saddr {subnet} masquerade"));
             }
+        }
+        for routed in &ruleset.routed_ports {
+            let set = if routed.address.is_ipv6() { ROUTED6 } else { ROUTED4 };
+            elements.insert(Element { set, key: format!("{} . {} . {}", routed.address, routed.protocol, routed.port), value: None });
         }
         for dnat in &ruleset.dnats {
             elements.extend(dnat_elements(dnat)?);

@@ -23,12 +23,14 @@ pub fn example() -> Ruleset {
                 bridge: "br-web".into(),
                 subnets: vec!["172.18.0.0/16".parse().unwrap(), "fd00:18::/64".parse().unwrap()],
                 internal: false,
+                unmasqueraded: vec![],
             },
             NetworkPolicy {
                 name: "db".into(),
                 bridge: "br-db".into(),
                 subnets: vec!["172.19.0.0/16".parse().unwrap()],
                 internal: true,
+                unmasqueraded: vec![],
             },
         ],
         dnats: vec![
@@ -38,5 +40,6 @@ pub fn example() -> Ruleset {
             dnat(PortProtocol::Sctp, Some("2001:db8::1"), (7000, 7010), "fd00:18::3", (70, 70)),
         ],
         loopback_dnat: false,
+        routed_ports: vec![],
     }
 }

@@ -60,12 +60,15 @@ pub struct CreateArgs {
     /// Gateway of the subnet that contains it
     #[arg(long = "gateway", value_name = "IP")]
     gateways: Vec<IpAddr>,
-    /// Enable IPv6 (needed for an IPv6 --subnet)
+    /// Enable IPv6 (with an IPv6 --subnet, or a /64 from the daemon's IPv6 address pool)
     #[arg(long)]
     ipv6: bool,
     /// No outbound traffic: sandboxes reach only each other
     #[arg(long)]
     internal: bool,
+    /// Mark the network attachable (Docker's flag; kept and shown)
+    #[arg(long)]
+    attachable: bool,
     /// Driver option, such as com.docker.network.bridge.name=br0
     #[arg(short = 'o', long = "opt", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     options: Vec<(String, String)>,
@@ -171,6 +174,7 @@ fn network_create(args: CreateArgs) -> Result<NetworkCreate> {
         driver: args.driver,
         enable_ipv6: args.ipv6,
         internal: args.internal,
+        attachable: args.attachable,
         options: args.options.into_iter().collect(),
         labels: args.labels.into_iter().collect(),
     })
@@ -391,6 +395,7 @@ mod tests {
                 ],
             },
             internal: false,
+            attachable: false,
             containers: BTreeMap::new(),
             options: BTreeMap::new(),
             labels: BTreeMap::new(),

@@ -10,7 +10,7 @@ use berth_ipam::{check_usable_subnet, next_free_subnet, overlaps, AddressPool, S
 use berth_store::Change;
 use berth_types::{
     validate_interface_name, validate_network_name, IpamConfig, Network, NetworkCreate, NetworkRecord, PruneReport,
-    SubnetRecord, DEFAULT_NETWORK, OPTION_BRIDGE_NAME, PREDEFINED_NETWORKS,
+    BridgeOptions, SubnetRecord, DEFAULT_NETWORK, OPTION_BRIDGE_NAME, PREDEFINED_NETWORKS,
 };
 use ipnet::IpNet;
 
@@ -18,6 +18,9 @@ use super::events::Action;
 use super::{Controller, State};
 use crate::error::{Error, Result};
 use crate::ids;
+
+/// The smallest MTU IPv6 allows on a link (RFC 8200).
+const IPV6_MIN_MTU: u32 = 1280;
 
 /// A request's subnet entry, parsed.
 struct RequestedSubnet {
@@ -81,6 +84,10 @@ impl Controller {
         }
         if state.networks.values().any(|n| n.name == request.name) {
             return Err(Error::Conflict(format!("network with name {} already exists", request.name)));
+        }
+        let options = BridgeOptions::parse(&request.options).map_err(Error::BadRequest)?;
+        if let Some(mtu) = options.mtu.filter(|&mtu| request.enable_ipv6 && mtu < IPV6_MIN_MTU) {
+            return Err(Error::BadRequest(format!("MTU {mtu} is too small for IPv6, which needs at least {IPV6_MIN_MTU}")));
         }
         match request.driver.as_str() {
             "" | "bridge" => {}
@@ -148,6 +155,7 @@ impl Controller {
             created: ids::now_rfc3339(),
             bridge,
             internal: request.internal,
+            attachable: request.attachable,
             enable_ipv6: request.enable_ipv6,
             subnets,
             options: request.options,
@@ -258,6 +266,7 @@ pub(super) fn default_network_record(subnet: IpNet) -> Result<NetworkRecord> {
         created: ids::now_rfc3339(),
         bridge: berth_types::DEFAULT_BRIDGE.into(),
         internal: false,
+        attachable: false,
         enable_ipv6: false,
         subnets: vec![SubnetRecord { subnet, ip_range: None, gateway: pool.gateway() }],
         options: BTreeMap::from([(OPTION_BRIDGE_NAME.to_owned(), berth_types::DEFAULT_BRIDGE.to_owned())]),

@@ -9,8 +9,12 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
 
-use berth_firewall::{Dnat, NetworkPolicy, Ruleset};
-use berth_types::{PortMapping, PortProtocol, PortRange, PortSpec, PortsChange, ProxyMapping, Sandbox, SandboxRecord};
+use berth_firewall::{Dnat, NetworkPolicy, RoutedPort, Ruleset};
+use berth_types::{
+    EndpointRecord, GatewayMode, NetworkRecord, PortMapping, PortProtocol, PortRange, PortSpec, PortsChange, ProxyMapping,
+    Sandbox, SandboxRecord,
+};
+use ipnet::IpNet;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::{Controller, State};
@@ -141,17 +145,8 @@ impl State {
         if !self.kernel_dnat {
             return Vec::new();
         }
-        let endpoint = sandbox
-            .endpoints
-            .iter()
-            .find(|e| self.networks.get(&e.network_id).is_some_and(|n| !n.internal));
-        let Some(endpoint) = endpoint else { return Vec::new() };
-        let targets: Vec<IpAddr> = endpoint
-            .ipv4
-            .map(|a| IpAddr::V4(a.addr()))
-            .into_iter()
-            .chain(endpoint.ipv6.map(|a| IpAddr::V6(a.addr())))
-            .collect();
+        let Some((_, endpoint)) = self.publishing_endpoint(sandbox) else { return Vec::new() };
+        let targets: Vec<IpAddr> = super::endpoint_addresses(endpoint).collect();
         mappings
             .iter()
             .flat_map(|m| {
@@ -169,6 +164,35 @@ impl State {
             .collect()
     }
 
+    /// The endpoint a sandbox's published ports lead to: the first on a non-internal network.
+    fn publishing_endpoint<'a>(&'a self, sandbox: &'a SandboxRecord) -> Option<(&'a NetworkRecord, &'a EndpointRecord)> {
+        sandbox.endpoints.iter().find_map(|e| Some((self.networks.get(&e.network_id).filter(|n| !n.internal)?, e)))
+    }
+
+    /// The sandbox's published container ports that its network routes straight to it (gateway
+    /// mode `routed` for the address's family), one per port.
+    fn routed_ports(&self, sandbox: &SandboxRecord) -> Vec<RoutedPort> {
+        let Some((network, endpoint)) = self.publishing_endpoint(sandbox) else { return Vec::new() };
+        let options = network.bridge_options();
+        let targets: Vec<IpAddr> =
+            super::endpoint_addresses(endpoint).filter(|a| options.gateway_mode(a.is_ipv6()) == GatewayMode::Routed).collect();
+        sandbox
+            .ports
+            .iter()
+            .flat_map(|m| {
+                targets.iter().filter(move |t| m.host_ip.is_none_or(|h| h.is_ipv4() == t.is_ipv4())).flat_map(move |address| {
+                    (m.container_ports.start..=m.container_ports.end).map(move |port| RoutedPort { protocol: m.protocol, address: *address, port })
+                })
+            })
+            .collect()
+    }
+
+    /// Whether the sandbox has published ports on a routed network: they live in the whole
+    /// ruleset only, so changing them means applying it again.
+    pub(super) fn has_routed_ports(&self, sandbox: &SandboxRecord) -> bool {
+        !self.routed_ports(sandbox).is_empty()
+    }
+
     /// berth's firewall ruleset as the records describe it (the daemon's settings are added by
     /// `Controller::ruleset`).
     pub(super) fn ruleset(&self) -> Ruleset {
@@ -176,15 +200,21 @@ impl State {
             networks: self
                 .networks
                 .values()
-                .map(|n| NetworkPolicy {
-                    name: n.name.clone(),
-                    bridge: n.bridge.clone(),
-                    subnets: n.subnets.iter().map(|s| s.subnet).collect(),
-                    internal: n.internal,
+                .map(|n| {
+                    let options = n.bridge_options();
+                    let subnets: Vec<IpNet> = n.subnets.iter().map(|s| s.subnet).collect();
+                    NetworkPolicy {
+                        name: n.name.clone(),
+                        bridge: n.bridge.clone(),
+                        unmasqueraded: subnets.iter().copied().filter(|s| !options.masquerades(s.addr().is_ipv6())).collect(),
+                        subnets,
+                        internal: n.internal,
+                    }
                 })
                 .collect(),
             dnats: self.sandboxes.values().flat_map(|s| self.sandbox_dnats(s)).collect(),
             loopback_dnat: false,
+            routed_ports: self.sandboxes.values().flat_map(|s| self.routed_ports(s)).collect(),
         }
     }
 }
@@ -220,6 +250,11 @@ impl Controller {
         }
         if !parsed.is_empty() {
             state.check_can_publish(sandbox)?;
+        }
+        // A network's host_binding_ipv4 is where its specs without a host address publish.
+        let binding = state.publishing_endpoint(sandbox).and_then(|(n, _)| n.bridge_options().host_binding).filter(|ip| !ip.is_unspecified());
+        for spec in parsed.iter_mut().filter(|s| s.host_ip.is_none()) {
+            spec.host_ip = binding;
         }
         let ports: usize = parsed.iter().map(host_port_count).sum();
         if ports > MAX_PORTS_PER_REQUEST {
@@ -333,7 +368,8 @@ impl Controller {
         self.serve_through_proxy(&state, &sandbox, &reservations);
         state.reservations.entry(sandbox.id.clone()).or_default().extend(reservations);
         let view = state.sandbox_view(&sandbox);
-        state.sandboxes.insert(sandbox.id.clone(), sandbox);
+        let before = state.sandboxes.insert(sandbox.id.clone(), sandbox.clone()).expect("the sandbox was in the state");
+        self.apply_routed_ports(&state, &before, Some(&sandbox));
         Ok(view)
     }
 
@@ -370,7 +406,8 @@ impl Controller {
         }
         forget_udp_flows(&gone);
         let view = state.sandbox_view(&sandbox);
-        state.sandboxes.insert(sandbox.id.clone(), sandbox);
+        let before = state.sandboxes.insert(sandbox.id.clone(), sandbox.clone()).expect("the sandbox was in the state");
+        self.apply_routed_ports(&state, &before, Some(&sandbox));
         if !gone.is_empty() {
             self.apply_firewall_if_drifted(&state);
         }
@@ -516,6 +553,17 @@ impl Controller {
         }
     }
 
+    /// Routed ports live in the whole ruleset only: after a change to a sandbox (its record
+    /// before and after the change, None once removed) the ruleset is applied again when either
+    /// has some.
+    pub(super) fn apply_routed_ports(&self, state: &State, before: &SandboxRecord, after: Option<&SandboxRecord>) {
+        if state.has_routed_ports(before) || after.is_some_and(|s| state.has_routed_ports(s)) {
+            if let Err(e) = self.apply_firewall(state) {
+                tracing::error!(sandbox = %before.name, "cannot apply the ruleset for routed ports: {e}");
+            }
+        }
+    }
+
     /// Has the userland proxy stop serving the host sockets of `reservations`.
     pub(super) fn stop_proxying(&self, reservations: &[Reservation]) {
         let Some(proxy) = &self.proxy else { return };
@@ -550,10 +598,7 @@ impl State {
     /// Where the proxy sends what arrives on host socket `host` of `mapping`: the sandbox's
     /// address on its first non-internal network, of the socket's family when it has one.
     fn proxy_backend(&self, sandbox: &SandboxRecord, mapping: &PortMapping, host: SocketAddr) -> Option<SocketAddr> {
-        let endpoint = sandbox
-            .endpoints
-            .iter()
-            .find(|e| self.networks.get(&e.network_id).is_some_and(|n| !n.internal))?;
+        let (_, endpoint) = self.publishing_endpoint(sandbox)?;
         let v4 = endpoint.ipv4.map(|a| IpAddr::V4(a.addr()));
         let v6 = endpoint.ipv6.map(|a| IpAddr::V6(a.addr()));
         let address = if host.is_ipv4() { v4.or(v6) } else { v6.or(v4) }?;
@@ -564,8 +609,7 @@ impl State {
 
     /// Whether `sandbox` can have published ports: it needs a non-internal network.
     fn check_can_publish(&self, sandbox: &SandboxRecord) -> Result<()> {
-        let reachable = sandbox.endpoints.iter().any(|e| self.networks.get(&e.network_id).is_some_and(|n| !n.internal));
-        if reachable {
+        if self.publishing_endpoint(sandbox).is_some() {
             return Ok(());
         }
         Err(Error::BadRequest(format!(

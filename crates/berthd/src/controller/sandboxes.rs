@@ -247,7 +247,9 @@ impl Controller {
         if let Some(listener) = draft.resolver_listener {
             state.resolver_listeners.insert(draft.record.id.clone(), listener);
         }
-        state.sandboxes.insert(draft.record.id.clone(), draft.record);
+        let id = draft.record.id.clone();
+        state.sandboxes.insert(id.clone(), draft.record);
+        self.apply_routed_ports(&state, &state.sandboxes[&id], None);
         self.refresh_dns(&state);
         Ok(view)
     }
@@ -472,7 +474,8 @@ impl Controller {
         tracing::info!(sandbox = %sandbox.name, network = %network.name, "connected");
         self.events.endpoint(Action::Connect, &network, &sandbox);
         let view = state.sandbox_view(&sandbox);
-        state.sandboxes.insert(sandbox.id.clone(), sandbox);
+        let before = state.sandboxes.insert(sandbox.id.clone(), sandbox.clone()).expect("the sandbox was in the state");
+        self.apply_routed_ports(&state, &before, Some(&sandbox));
         self.refresh_dns(&state);
         Ok(view)
     }
@@ -503,7 +506,8 @@ impl Controller {
                 self.serve_through_proxy(&state, &sandbox, held);
             }
         }
-        state.sandboxes.insert(sandbox.id.clone(), sandbox.clone());
+        let before = state.sandboxes.insert(sandbox.id.clone(), sandbox.clone()).expect("the sandbox was in the state");
+        self.apply_routed_ports(&state, &before, Some(&sandbox));
         // Its names go before its veth: nothing resolves to an address that is going away.
         self.refresh_dns(&state);
         self.remove_endpoint(&mut state, &endpoint).await;
@@ -578,6 +582,7 @@ impl Controller {
         self.events.sandbox(Action::Destroy, &sandbox);
         let dnats = state.sandbox_dnats(&sandbox);
         state.sandboxes.remove(&sandbox.id);
+        self.apply_routed_ports(&state, &sandbox, None);
         state.resolver_listeners.remove(&sandbox.id);
         self.refresh_dns(&state);
         if let Some(held) = state.reservations.remove(&sandbox.id) {

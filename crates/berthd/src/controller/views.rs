@@ -49,6 +49,7 @@ impl State {
                     .collect(),
             },
             internal: network.internal,
+            attachable: network.attachable,
             containers,
             options: network.options.clone(),
             labels: network.labels.clone(),

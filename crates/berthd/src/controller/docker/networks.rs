@@ -58,6 +58,9 @@ impl Controller {
     /// `MacAddress` and the aliases are used; links are accepted and ignored.
     pub async fn docker_connect(&self, network: &str, request: DockerNetworkConnect) -> Result<()> {
         let config = request.endpoint_config.unwrap_or_default();
+        if let Some(key) = config.driver_opts.iter().flatten().next().map(|(k, _)| k) {
+            return Err(Error::BadRequest(format!("endpoint driver option {key} is not supported: berth's bridge driver takes none")));
+        }
         let addresses = config.ipam_config.unwrap_or_default();
         let request = NetworkConnect {
             container: request.container,
@@ -106,11 +109,15 @@ fn network_create(request: DockerNetworkCreate) -> Result<NetworkCreate> {
     if ipam.config.iter().any(|c| !c.auxiliary_addresses.is_empty()) {
         return Err(Error::BadRequest("auxiliary addresses are not supported".into()));
     }
+    if let Some(key) = ipam.options.keys().next() {
+        return Err(Error::BadRequest(format!("IPAM option {key} is not supported: berth's IPAM takes none")));
+    }
     Ok(NetworkCreate {
         name: request.name,
         driver: request.driver,
         enable_ipv6: request.enable_ipv6.unwrap_or(false),
         internal: request.internal,
+        attachable: request.attachable,
         ipam_config: ipam.config.into_iter().map(|c| c.config).collect(),
         options: request.options,
         labels: request.labels,
@@ -119,5 +126,5 @@ fn network_create(request: DockerNetworkCreate) -> Result<NetworkCreate> {
 
 /// berth's network view in Docker's shape.
 fn docker_network(network: Network) -> DockerNetwork {
-    DockerNetwork { network, attachable: false, ingress: false, config_from: Default::default(), config_only: false }
+    DockerNetwork { network, ingress: false, config_from: Default::default(), config_only: false }
 }
