@@ -114,6 +114,8 @@ fn api_errors_have_a_json_message_and_the_right_status() {
         ("PUT /v1/networks", host.api("PUT", "/v1/networks", None), 405),
         ("PATCH docker networks", host.api("PATCH", "/v1.47/networks", None), 405),
         ("force=bogus", host.api("DELETE", "/v1/sandboxes/nope?force=bogus", None), 400),
+        ("path not UTF-8", host.api("GET", "/v1/networks/%ff", None), 400),
+        ("docker path not UTF-8", host.api("GET", "/v1.47/containers/%ff/json", None), 400),
         ("unknown route", host.api("GET", "/v1/nothing", None), 404),
         ("bad JSON", host.api("POST", "/v1/networks", Some(&serde_json::json!("not an object"))), 400),
         ("loopback subnet", network(serde_json::json!({"Name": "x", "IPAM": [{"Subnet": "127.0.0.0/8"}]})), 400),

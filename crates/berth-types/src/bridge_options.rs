@@ -100,8 +100,8 @@ impl BridgeOptions {
                 OPTION_HOST_BINDING_IPV4 => {
                     parsed.host_binding = Some(value.parse().map_err(|_| invalid("an IP address of this host"))?)
                 }
-                OPTION_GATEWAY_MODE_IPV4 => parsed.gateway_mode_ipv4 = parse_gateway_mode(value).map_err(|e| invalid(e))?,
-                OPTION_GATEWAY_MODE_IPV6 => parsed.gateway_mode_ipv6 = parse_gateway_mode(value).map_err(|e| invalid(e))?,
+                OPTION_GATEWAY_MODE_IPV4 => parsed.gateway_mode_ipv4 = parse_gateway_mode(value).map_err(invalid)?,
+                OPTION_GATEWAY_MODE_IPV6 => parsed.gateway_mode_ipv6 = parse_gateway_mode(value).map_err(invalid)?,
                 _ => {
                     return Err(format!(
                         "network option {key} is not supported by berth (supported: {})",

@@ -1,11 +1,11 @@
 //! Network routes: list, inspect, create, remove, prune, connect, disconnect.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use berth_types::{Network, NetworkConnect, NetworkCreate, NetworkDisconnect, PruneReport, Sandbox};
 
-use super::{Body, Shared};
+use super::{Body, Path, Shared};
 use crate::error::Result;
 
 pub async fn list(State(c): State<Shared>) -> Json<Vec<Network>> {

@@ -1,12 +1,12 @@
 //! Sandbox routes: list, inspect, create (run and attach), register a process, stop, remove.
 
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::Json;
 use berth_types::{PortsChange, ProcessRegister, Sandbox, SandboxCreate};
 use serde::Deserialize;
 
-use super::{Body, Caller, Params, Shared};
+use super::{Body, Caller, Params, Path, Shared};
 use crate::error::Result;
 
 pub async fn list(State(c): State<Shared>) -> Json<Vec<Sandbox>> {

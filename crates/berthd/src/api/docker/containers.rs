@@ -1,15 +1,14 @@
 //! Docker's container routes, over berth's sandboxes: list, inspect, stop, remove; create is
 //! refused, since berth runs no images.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use berth_types::{ContainerInspect, ContainerSummary, DockerFilters};
 use serde::Deserialize;
 
 use super::{filters, flag};
-use crate::api::Params;
-use crate::api::Shared;
+use crate::api::{Params, Path, Shared};
 use crate::error::{Error, Result};
 
 /// `size` and the like are accepted and ignored; a `limit` of 0 or less is no limit.

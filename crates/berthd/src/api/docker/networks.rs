@@ -1,7 +1,7 @@
 //! Docker's network routes: list, inspect, create, connect, disconnect, prune. (Removing is
 //! berth's own handler.)
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use berth_types::{
@@ -11,7 +11,7 @@ use berth_types::{
 use serde::Deserialize;
 
 use super::filters;
-use crate::api::{Body, Params, Shared};
+use crate::api::{Body, Params, Path, Shared};
 use crate::error::Result;
 
 #[derive(Debug, Deserialize)]
