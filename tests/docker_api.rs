@@ -763,6 +763,49 @@ fn docker_cli_sees_dockers_names_info_swarm_answers_ipam_config_and_filters() {
     }
 }
 
+/// Docker's network options through the docker CLI: implemented ones act in the kernel, the
+/// rest are refused; `--attachable` is kept; `--ipv6` alone gets a unique local /64; a range
+/// published at an offset shows port by port.
+#[test]
+fn docker_cli_network_options_ipv6_pool_and_offset_ranges() {
+    if !privileged() {
+        return;
+    }
+    let Some(cli) = docker_cli() else { return };
+    let host = TestHost::new(&[]);
+    let docker = Docker::new(&host, cli);
+    docker.ok(&["network", "create", "--subnet", "10.143.0.0/24", "-o", "com.docker.network.bridge.enable_icc=false", "-o", "com.docker.network.driver.mtu=1400", "--attachable", "apart"]);
+    let apart = docker.json(&["network", "inspect", "apart"])[0].clone();
+    assert_eq!(apart["Attachable"], true, "{apart}");
+    assert_eq!(apart["Options"]["com.docker.network.driver.mtu"], "1400", "{apart}");
+    host.serve("server", "apart", &[], &py::tcp_echo_server("0.0.0.0", 7400));
+    host.berth_ok(&["run", "-d", "--name", "client", "--network", "apart", "--", "sleep", "600"]);
+    let probe = host.python_in("client", &py::tcp_probe(&host.ip_of("server", "apart"), 7400, "icc", 2.0));
+    assert!(probe.starts_with("FAILED"), "enable_icc=false set through docker did not keep sandboxes apart: {probe}");
+    let mtu = String::from_utf8_lossy(&host.exec("client", "ip -o link show dev eth0").stdout).into_owned();
+    assert!(mtu.contains("mtu 1400"), "{mtu}");
+    for (args, expected) in [
+        (&["network", "create", "-o", "com.docker.network.bridge.enable_icc2=false", "x"][..], "network option com.docker.network.bridge.enable_icc2 is not supported"),
+        (&["network", "create", "--ipam-opt", "foo=bar", "x"][..], "IPAM option foo is not supported"),
+        (&["network", "connect", "--driver-opt", "foo=bar", "apart", "server"][..], "endpoint driver option foo is not supported"),
+    ] {
+        let stderr = docker.err(args);
+        assert!(stderr.contains(expected), "docker {args:?}: {stderr}");
+    }
+    assert_eq!(docker.network_names(&[]), ["apart", "bridge"]);
+
+    docker.ok(&["network", "create", "--ipv6", "six"]);
+    let six = docker.json(&["network", "inspect", "six"])[0].clone();
+    let subnets: Vec<&str> = six["IPAM"]["Config"].as_array().unwrap().iter().filter_map(|c| c["Subnet"].as_str()).collect();
+    assert!(subnets.iter().any(|s| s.starts_with("fd") && s.ends_with("::/64")), "{six}");
+
+    host.berth_ok(&["run", "-d", "--name", "ranged", "-p", "8000-8009:9000-9009", "--", "sleep", "600"]);
+    let ports = docker.json(&["container", "inspect", "ranged"])[0]["NetworkSettings"]["Ports"].clone();
+    assert_eq!(ports["9003/tcp"][0]["HostPort"], "8003", "{ports}");
+    let listed = docker.ok(&["port", "ranged", "9009/tcp"]);
+    assert!(listed.contains(":8009"), "{listed}");
+}
+
 /// The Python SDK on the same points: it tolerates `swarm.leave(force=True)` on a node outside
 /// a swarm only through the 503, reads `info()`, and gets 403 for a pre-defined name.
 #[test]
@@ -783,6 +826,10 @@ fn python_docker_sdk_sees_dockers_swarm_info_and_predefined_answers() {
     assert_eq!(result["spaced"], "test 01", "{result}");
     assert_eq!(result["by_regex"], serde_json::json!(["n1"]), "{result}");
     assert!(result["info"]["NGoroutines"].as_u64().is_some_and(|n| n > 0), "{result}");
+    assert!(result["six"].as_array().unwrap().iter().any(|s| s.as_str().is_some_and(|s| s.starts_with("fd") && s.ends_with("::/64"))), "{result}");
+    assert_eq!(result["attachable"], true, "{result}");
+    assert_eq!(result["option"]["status"], 400, "{result}");
+    assert!(result["option"]["explanation"].as_str().is_some_and(|e| e.contains("com.docker.network.bridge.nope is not supported")), "{result}");
 }
 
 const SDK_PARITY_SCRIPT: &str = r#"
@@ -798,6 +845,16 @@ result['spaced'] = client.networks.create('test 01').name
 client.networks.create('n1')
 client.networks.create('n10')
 result['by_regex'] = sorted(n.name for n in client.networks.list(names=['^n1$']))
+six = client.networks.create('six', enable_ipv6=True)
+six.reload()
+result['six'] = [c['Subnet'] for c in six.attrs['IPAM']['Config']]
+att = client.networks.create('att', attachable=True)
+att.reload()
+result['attachable'] = att.attrs['Attachable']
+try:
+    client.networks.create('x', options={'com.docker.network.bridge.nope': '1'})
+except docker.errors.APIError as e:
+    result['option'] = {'status': e.status_code, 'explanation': e.explanation}
 result['info'] = client.info()
 print(json.dumps(result))
 "#;
