@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use berth_drivers::namespace::{create_sandbox_netns, delete_sandbox_netns};
 use berth_store::Change;
+use berth_sys::process_identity::{descends_from, proc_stat, PinnedProcess};
 use berth_types::{
-    validate_name, EndpointRecord, NetworkConnect, NetworkDisconnect, NetworkRecord, ProcessRecord, ProcessRegister, RequestedAddresses, Sandbox,
-    SandboxCreate, SandboxMode, SandboxRecord, DEFAULT_NETWORK,
+    validate_name, EndpointRecord, NetworkConnect, NetworkDisconnect, NetworkRecord, ProcessRecord, ProcessRegister,
+    RequestedAddresses, Sandbox, SandboxCreate, SandboxMode, SandboxRecord, DEFAULT_NETWORK,
 };
 use ipnet::{Ipv4Net, Ipv6Net};
-use berth_sys::process_identity::{descends_from, proc_stat, PinnedProcess};
 use nix::sys::signal::Signal;
 
 use super::events::Action;
@@ -325,11 +325,9 @@ impl Controller {
         wanted: WantedEndpoint,
     ) -> Result<EndpointRecord> {
         let WantedEndpoint { ipv4, ipv6, mac } = wanted;
-        let in_use = |mac: &str| state.endpoints_on(&network.id).any(|(_, e)| e.mac == mac);
-        if let Some(mac) = mac.map(|m| berth_netlink::format_mac(&m)) {
-            if in_use(&mac) {
-                return Err(Error::Conflict(format!("MAC address {mac} is already in use on network {}", network.name)));
-            }
+        let taken = mac.map(|m| berth_netlink::format_mac(&m)).filter(|m| state.endpoints_on(&network.id).any(|(_, e)| &e.mac == m));
+        if let Some(mac) = taken {
+            return Err(Error::Conflict(format!("MAC address {mac} is already in use on network {}", network.name)));
         }
         if ipv4.is_some_and(|a| a.is_ipv6()) || ipv6.is_some_and(|a| a.is_ipv4()) {
             return Err(Error::BadRequest("--ip takes an IPv4 address and --ip6 an IPv6 address".into()));
@@ -357,14 +355,14 @@ impl Controller {
             gateway6: None,
             aliases: Vec::new(),
             requested: RequestedAddresses {
-                ipv4: ipv4.and_then(|a| match a {
-                    IpAddr::V4(a) => Some(a),
-                    IpAddr::V6(_) => None,
-                }),
-                ipv6: ipv6.and_then(|a| match a {
-                    IpAddr::V6(a) => Some(a),
-                    IpAddr::V4(_) => None,
-                }),
+                ipv4: match ipv4 {
+                    Some(IpAddr::V4(a)) => Some(a),
+                    _ => None,
+                },
+                ipv6: match ipv6 {
+                    Some(IpAddr::V6(a)) => Some(a),
+                    _ => None,
+                },
             },
         };
         for (requested, v6) in [(ipv4, false), (ipv6, true)] {
