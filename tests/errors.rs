@@ -135,3 +135,20 @@ fn api_errors_have_a_json_message_and_the_right_status() {
     }
     assert_eq!((host.berth_json(&["network", "ls"]), host.links()), before, "a refused request changed something");
 }
+
+/// berthd holds a socket per published host port and family: it lifts its soft open-file limit
+/// to the hard one at start, as Docker does.
+#[test]
+fn berthd_lifts_its_open_file_limit() {
+    if !privileged() {
+        return;
+    }
+    let host = TestHost::new(&[]);
+    let berthd = host.berth_json(&["version"])["Pid"].as_u64().expect("berthd's pid");
+    let limits = host.sh_ok(&format!("grep 'Max open files' /proc/{berthd}/limits"));
+    let fields: Vec<&str> = limits.split_whitespace().collect();
+    // "Max open files SOFT HARD files"
+    assert_eq!(fields.get(3), fields.get(4), "soft and hard differ: {limits}");
+    let soft: u64 = fields[3].parse().expect("a number");
+    assert!(soft > 1024, "{limits}");
+}
