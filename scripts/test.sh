@@ -8,7 +8,8 @@
 #
 # Run it as root: the integration tests start berthd inside throwaway namespaces of their own
 # (and touch nothing outside them); without root they skip with a message and only the unit
-# tests really run. Exits with cargo test's status.
+# tests really run (with CI=true or BERTH_REQUIRE_ROOT=1 they fail instead). Exits with cargo
+# test's status.
 set -euo pipefail
 
 cd "$(dirname "$(readlink -f "$0")")/.."

@@ -17,9 +17,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use berth_integration::{binary_path, privileged, py, wait_for, Background, TestHost};
+use berth_testns::can_run;
 use serde_json::Value;
 
-/// The docker CLI to test with, or None (with a message saying why the test skips).
+/// The docker CLI to test with, or None when the test skips ([`can_run`]: a failure under CI).
 fn docker_cli() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("BERTH_TEST_DOCKER").filter(|p| !p.is_empty()) {
         return Some(PathBuf::from(path));
@@ -29,13 +30,13 @@ fn docker_cli() -> Option<PathBuf> {
         .unwrap_or_default();
     let tools = test_tools().map(|dir| dir.join("docker"));
     let found = on_path.or_else(|| tools.filter(|p| p.is_file()));
-    if found.is_none() {
-        eprintln!(
-            "skipped: no docker CLI (not on PATH, not in target/test-tools/): run scripts/setup.sh, \
-             which extracts it from Debian's docker.io, or set BERTH_TEST_DOCKER"
-        );
+    let what = "a docker CLI (none on PATH or in target/test-tools/: run scripts/setup.sh, which extracts it from \
+                Debian's docker.io, or set BERTH_TEST_DOCKER)";
+    if can_run(found.is_some(), what) {
+        found
+    } else {
+        None
     }
-    found
 }
 
 /// The docker CLI pointed at one test host's berthd, with its own empty config directory.
@@ -875,7 +876,7 @@ fn docker_sdk_venv(dir: &Path) -> Option<PathBuf> {
         Err(e) => Some(e.to_string()),
     };
     if let Some(why) = why(Command::new("python3").arg("-m").arg("venv").arg(&venv).stdin(Stdio::null()).output()) {
-        eprintln!("skipped: `python3 -m venv` failed (on Debian, install python3-venv): {why}");
+        can_run(false, &format!("`python3 -m venv`, which failed (on Debian, install python3-venv): {why}"));
         return None;
     }
     let wheels = test_tools()?.join("wheels");
@@ -886,7 +887,7 @@ fn docker_sdk_venv(dir: &Path) -> Option<PathBuf> {
         .stdin(Stdio::null())
         .output();
     if let Some(why) = why(pip) {
-        eprintln!("skipped: cannot install the docker SDK from {} (run scripts/setup.sh): {why}", wheels.display());
+        can_run(false, &format!("the docker SDK, which cannot be installed from {} (run scripts/setup.sh): {why}", wheels.display()));
         return None;
     }
     Some(venv.join("bin/python"))

@@ -20,13 +20,10 @@ fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// Whether this process can make namespaces; tests skip (with a message) when it cannot.
+/// Whether this process can make namespaces; tests skip (with a message) when it cannot, and
+/// fail instead under CI or `BERTH_REQUIRE_ROOT=1` (berth_testns::can_run).
 pub fn privileged() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        return true;
-    }
-    eprintln!("skipped: integration tests need root (they create namespaces)");
-    false
+    berth_testns::can_run_as_root()
 }
 
 /// The throwaway host's /etc/resolv.conf: a resolver on the LAN peer's network.

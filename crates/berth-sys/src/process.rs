@@ -487,12 +487,7 @@ mod tests {
     /// and UTS namespaces.
     #[test]
     fn the_child_sees_the_sandbox_files_and_hostname() {
-        if !unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root to enter namespaces");
-            return;
-        }
-        if !Path::new("/etc/hosts").exists() {
-            eprintln!("skipped: this machine has no /etc/hosts to cover");
+        if !berth_testns::can_run_as_root() || !berth_testns::can_run(Path::new("/etc/hosts").exists(), "an /etc/hosts to cover") {
             return;
         }
         let dir = std::env::temp_dir().join(format!("berth-process-test-{}", std::process::id()));
@@ -520,8 +515,7 @@ mod tests {
 
     #[test]
     fn a_missing_program_is_an_exec_error_when_set_up_succeeds() {
-        if !unistd::geteuid().is_root() {
-            eprintln!("skipped: needs root to enter namespaces");
+        if !berth_testns::can_run_as_root() {
             return;
         }
         let error = SandboxCommand::new("/proc/self/ns/net", "/nonexistent/program")
