@@ -49,7 +49,18 @@ fn restart_keeps_sandboxes_and_repairs_what_was_deleted() {
     }
     let mut host = TestHost::new(&[]);
     host.berth_ok(&["network", "create", "--subnet", "10.50.0.0/24", "n1"]);
-    host.berth_ok(&["run", "-d", "--name", "server", "--network", "n1", "--", "python3", "-c", &py::tcp_echo_server("0.0.0.0", 7000)]);
+    host.berth_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "server",
+        "--network",
+        "n1",
+        "--",
+        "python3",
+        "-c",
+        &py::tcp_echo_server("0.0.0.0", 7000),
+    ]);
     host.berth_ok(&["run", "-d", "--name", "client", "--network", "n1", "--", "sleep", "600"]);
     let server_ip = host.ip_of("server", "n1");
     assert_eq!(echo_from(&host, "client", &server_ip, 7000, "before"), "echo:before");

@@ -50,7 +50,10 @@ fn host_with_upstream(daemon_args: &[&str]) -> (TestHost, LanPeer, Background, S
     peer.sh_ok(&format!("ip addr add {UPSTREAM}/24 dev eth0"));
     let server = peer.spawn_python(&py::dns_upstream(UPSTREAM, &log));
     let up = wait_for(Duration::from_secs(5), || {
-        peer.sh(&format!("dig +time=1 +tries=1 +short @{UPSTREAM} up.example.test")).stdout.starts_with(b"203.0.113.7").then_some(())
+        peer.sh(&format!("dig +time=1 +tries=1 +short @{UPSTREAM} up.example.test"))
+            .stdout
+            .starts_with(b"203.0.113.7")
+            .then_some(())
     });
     assert!(up.is_some(), "the test's upstream DNS server did not start");
     std::fs::write(&log, "").unwrap();
@@ -64,7 +67,11 @@ fn names_aliases_hostnames_and_ptr_resolve_per_network() {
     }
     let host = TestHost::new(&[]);
     host.berth_ok(&["network", "create", "--ipv6", "--subnet", "10.31.0.0/24", "--subnet", "fd31::/64", "n1"]);
-    run(&host, "alpha", &["--network", "n1", "--hostname", "alpha-host", "--network-alias", "web", "--network-alias", "Api"]);
+    run(
+        &host,
+        "alpha",
+        &["--network", "n1", "--hostname", "alpha-host", "--network-alias", "web", "--network-alias", "Api"],
+    );
     run(&host, "beta", &["--network", "n1"]);
     let alpha = host.ip_of("alpha", "n1");
     let alpha6 = ip6_of(&host, "alpha", "n1");
@@ -77,7 +84,11 @@ fn names_aliases_hostnames_and_ptr_resolve_per_network() {
     for name in ["alpha", "web", "API", "alpha-host", "Alpha.n1"] {
         let out = host.exec("beta", &format!("getent ahostsv4 {name}"));
         assert!(out.status.success(), "getent {name} failed: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stdout).starts_with(&alpha), "{name} -> {:?}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).starts_with(&alpha),
+            "{name} -> {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
     assert_eq!(short(&host, "alpha", "beta"), vec![beta.clone()]);
     assert_eq!(short(&host, "beta", "alpha AAAA"), vec![alpha6]);
@@ -90,7 +101,11 @@ fn names_aliases_hostnames_and_ptr_resolve_per_network() {
     // Reverse lookups of both families.
     assert_eq!(short(&host, "beta", &format!("-x {alpha}")), vec!["alpha.".to_owned()]);
     let out = host.exec("beta", &format!("getent hosts {alpha}"));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("alpha"), "reverse via glibc: {:?}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("alpha"),
+        "reverse via glibc: {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // An unknown address inside the network is NXDOMAIN, answered here (not asked upstream).
     assert_eq!(status(&host, "beta", "-x 10.31.0.200"), "NXDOMAIN");
     // Unknown names go upstream, which this host has none of: a quick failure, never a hang.
@@ -173,7 +188,10 @@ fn internal_networks_never_forward() {
     assert_eq!(short(&host, "inside", "neighbour"), vec![host.ip_of("neighbour", "secret")]);
     assert_eq!(status(&host, "inside", "www.example.test"), "REFUSED");
     assert_eq!(status(&host, "inside", "+tcp www.example.test"), "REFUSED");
-    assert!(!std::fs::read_to_string(&log).unwrap().contains("www.example.test"), "an internal network's question reached the upstream");
+    assert!(
+        !std::fs::read_to_string(&log).unwrap().contains("www.example.test"),
+        "an internal network's question reached the upstream"
+    );
     // Once the sandbox also has a way out, it may ask upstream.
     host.berth_ok(&["network", "create", "open"]);
     host.berth_ok(&["network", "connect", "open", "inside"]);
@@ -231,7 +249,9 @@ fn restarts_keep_serving_and_upstreams_follow_resolv_conf() {
     // names with another address; the host's resolv.conf moves to it and berth follows without
     // a restart, reaching it from the host's side (a sandbox could not).
     let log2 = host.dir().join("upstream2.log").display().to_string();
-    let loopback_upstream = py::dns_upstream("127.0.0.53", &log2).replace("203.0.113.%d", "198.51.100.%d").replace("'203.0.113.7'", "'198.51.100.7'");
+    let loopback_upstream = py::dns_upstream("127.0.0.53", &log2)
+        .replace("203.0.113.%d", "198.51.100.%d")
+        .replace("'203.0.113.7'", "'198.51.100.7'");
     let _second = host.spawn("python3", &["-c", &loopback_upstream]);
     host.write_resolv_conf("nameserver 127.0.0.53\n");
     let moved = wait_for(Duration::from_secs(5), || {
@@ -241,7 +261,8 @@ fn restarts_keep_serving_and_upstreams_follow_resolv_conf() {
     // `--dns` on one sandbox overrides the host's for that sandbox only.
     run(&host, "own", &["--network", "n1", "--dns", UPSTREAM]);
     assert_eq!(host.inspect("own")["Dns"], serde_json::json!([UPSTREAM]));
-    let docker_view = host.sh_ok(&format!("curl -sS --unix-socket {} http://berthd/v1.47/containers/own/json", host.socket().display()));
+    let docker_view = host
+        .sh_ok(&format!("curl -sS --unix-socket {} http://berthd/v1.47/containers/own/json", host.socket().display()));
     let docker_view: serde_json::Value = serde_json::from_str(&docker_view).unwrap();
     assert_eq!(docker_view["HostConfig"]["Dns"], serde_json::json!([UPSTREAM]), "Docker's inspect: {docker_view}");
     assert_eq!(short(&host, "own", "www.example.test"), vec!["203.0.113.7".to_owned()]);
@@ -259,12 +280,34 @@ fn own_servers_search_domains_and_options_shape_a_sandboxs_resolv_conf() {
     }
     let (mut host, _peer, _upstream, _log) = host_with_upstream(&[]);
     host.berth_ok(&["network", "create", "n1"]);
-    let resolv = |host: &TestHost, sandbox: &str| String::from_utf8_lossy(&host.exec(sandbox, "cat /etc/resolv.conf").stdout).into_owned();
-    let getent = |sandbox: &str, name: &str| String::from_utf8_lossy(&host.exec(sandbox, &format!("getent hosts {name}")).stdout).trim().to_owned();
+    let resolv = |host: &TestHost, sandbox: &str| {
+        String::from_utf8_lossy(&host.exec(sandbox, "cat /etc/resolv.conf").stdout).into_owned()
+    };
+    let getent = |sandbox: &str, name: &str| {
+        String::from_utf8_lossy(&host.exec(sandbox, &format!("getent hosts {name}")).stdout).trim().to_owned()
+    };
     // Default network (no embedded resolver): the sandbox's own servers, search domains and
     // options replace the host's, and glibc uses them: `www` is found as www.example.test.
-    run(&host, "plain", &["--dns", UPSTREAM, "--dns", "192.0.2.54", "--dns-search", "example.test", "--dns-opt", "ndots:1", "--dns-option", "timeout:1"]);
-    assert_eq!(resolv(&host, "plain"), format!("nameserver {UPSTREAM}\nnameserver 192.0.2.54\nsearch example.test\noptions ndots:1 timeout:1\n"));
+    run(
+        &host,
+        "plain",
+        &[
+            "--dns",
+            UPSTREAM,
+            "--dns",
+            "192.0.2.54",
+            "--dns-search",
+            "example.test",
+            "--dns-opt",
+            "ndots:1",
+            "--dns-option",
+            "timeout:1",
+        ],
+    );
+    assert_eq!(
+        resolv(&host, "plain"),
+        format!("nameserver {UPSTREAM}\nnameserver 192.0.2.54\nsearch example.test\noptions ndots:1 timeout:1\n")
+    );
     assert!(getent("plain", "www").starts_with("203.0.113.7"), "{}", getent("plain", "www"));
     // With the embedded resolver: 127.0.0.11, and the sandbox's search domains and options.
     run(&host, "named", &["--network", "n1", "--dns-search", "example.test", "--dns-option", "ndots:1"]);
@@ -275,8 +318,14 @@ fn own_servers_search_domains_and_options_shape_a_sandboxs_resolv_conf() {
     assert_eq!(resolv(&host, "nosearch"), "nameserver 127.0.0.11\noptions ndots:2\n");
     // Both APIs show them.
     let view = host.inspect("named");
-    assert_eq!((view["DnsSearch"].clone(), view["DnsOptions"].clone()), (serde_json::json!(["example.test"]), serde_json::json!(["ndots:1"])));
-    let docker_view = host.sh_ok(&format!("curl -sS --unix-socket {} http://berthd/v1.47/containers/plain/json", host.socket().display()));
+    assert_eq!(
+        (view["DnsSearch"].clone(), view["DnsOptions"].clone()),
+        (serde_json::json!(["example.test"]), serde_json::json!(["ndots:1"]))
+    );
+    let docker_view = host.sh_ok(&format!(
+        "curl -sS --unix-socket {} http://berthd/v1.47/containers/plain/json",
+        host.socket().display()
+    ));
     let docker_view: serde_json::Value = serde_json::from_str(&docker_view).unwrap();
     assert_eq!(docker_view["HostConfig"]["DnsSearch"], serde_json::json!(["example.test"]), "{docker_view}");
     assert_eq!(docker_view["HostConfig"]["DnsOptions"], serde_json::json!(["ndots:1", "timeout:1"]), "{docker_view}");
@@ -341,7 +390,8 @@ for i in range(20000):\n  s.sendto(os.urandom(40) if i%2 else q[:17],('127.0.0.1
     assert_eq!(short(&host, "good", "+tcp bad"), vec![host.ip_of("bad", "n1")]);
     // The sandbox that holds its own connection slots gets TCP back once its stalled clients
     // are dropped (after the idle timeout); UDP never stopped.
-    let tcp_back = wait_for(Duration::from_secs(15), || (short(&host, "bad", "+tcp good") == vec![good.clone()]).then_some(()));
+    let tcp_back =
+        wait_for(Duration::from_secs(15), || (short(&host, "bad", "+tcp good") == vec![good.clone()]).then_some(()));
     assert!(tcp_back.is_some(), "the stalled TCP clients were never dropped");
     assert!(host.berth(&["version"]).status.success(), "berthd died");
 }

@@ -170,10 +170,19 @@ const NETWORK_CONTAINER_FIELDS: &[&str] = &["Name", "EndpointID", "MacAddress", 
 /// and each connected sandbox.
 fn assert_network_matches(docker: &Value, berth: &Value) {
     let name = berth["Name"].as_str().unwrap_or("?");
-    assert_fields(&format!("network {name}"), docker, berth, &["Id", "Name", "Driver", "Scope", "EnableIPv6", "Internal"]);
+    assert_fields(
+        &format!("network {name}"),
+        docker,
+        berth,
+        &["Id", "Name", "Driver", "Scope", "EnableIPv6", "Internal"],
+    );
     let docker_ipam = docker["IPAM"]["Config"].as_array().cloned().unwrap_or_default();
     let berth_ipam = berth["IPAM"]["Config"].as_array().cloned().unwrap_or_default();
-    assert_eq!(docker_ipam.len(), berth_ipam.len(), "network {name}: IPAM.Config {docker_ipam:?} vs berth's {berth_ipam:?}");
+    assert_eq!(
+        docker_ipam.len(),
+        berth_ipam.len(),
+        "network {name}: IPAM.Config {docker_ipam:?} vs berth's {berth_ipam:?}"
+    );
     for (d, b) in docker_ipam.iter().zip(&berth_ipam) {
         assert_fields(&format!("network {name} IPAM"), d, b, &["Subnet", "Gateway"]);
     }
@@ -205,7 +214,10 @@ fn assert_container_matches(docker: &Value, berth: &Value) {
     for (network, b) in &berth_networks {
         assert_fields(&format!("container {name} on {network}"), &docker_networks[network], b, ENDPOINT_FIELDS);
     }
-    assert_eq!(docker["NetworkSettings"]["Ports"], berth["NetworkSettings"]["Ports"], "container {name}: NetworkSettings.Ports");
+    assert_eq!(
+        docker["NetworkSettings"]["Ports"], berth["NetworkSettings"]["Ports"],
+        "container {name}: NetworkSettings.Ports"
+    );
 }
 
 fn s(value: &Value) -> &str {
@@ -223,7 +235,8 @@ fn docker_version_shows_berths_version_and_api_version() {
     let berth_version = host.berth_json(&["version"]);
 
     // The API version berthd offers Docker clients, as its /_ping says.
-    let ping = host.sh_ok(&format!("curl -sS -D - -o /dev/null --unix-socket {} http://berthd/_ping", host.socket().display()));
+    let ping = host
+        .sh_ok(&format!("curl -sS -D - -o /dev/null --unix-socket {} http://berthd/_ping", host.socket().display()));
     let api_version = ping
         .lines()
         .find_map(|line| {
@@ -239,7 +252,8 @@ fn docker_version_shows_berths_version_and_api_version() {
 
     // What a user reads: the server section names berth's version and the API version.
     let text = docker.ok(&["version"]);
-    let server_section = text.split_once("\nServer:").map(|(_, rest)| rest).unwrap_or_else(|| panic!("no Server section: {text}"));
+    let server_section =
+        text.split_once("\nServer:").map(|(_, rest)| rest).unwrap_or_else(|| panic!("no Server section: {text}"));
     let field = |label: &str| {
         server_section
             .lines()
@@ -259,7 +273,10 @@ fn docker_network_create_ls_and_inspect_show_what_berth_shows() {
     let host = TestHost::new(&[]);
     let docker = Docker::new(&host, cli);
 
-    let id1 = docker.ok(&["network", "create", "--subnet", "10.123.0.0/24", "--gateway", "10.123.0.1", "n1"]).trim().to_owned();
+    let id1 = docker
+        .ok(&["network", "create", "--subnet", "10.123.0.0/24", "--gateway", "10.123.0.1", "n1"])
+        .trim()
+        .to_owned();
     let id2 = docker.ok(&["network", "create", "--subnet", "10.124.0.0/24", "n2"]).trim().to_owned();
     let n1 = host.berth_json(&["network", "inspect", "n1"])[0].clone();
     assert_eq!(id1, s(&n1["Id"]), "docker network create prints the new network's id");
@@ -285,12 +302,17 @@ fn docker_network_create_ls_and_inspect_show_what_berth_shows() {
     let mut rows = table.lines();
     let header: Vec<&str> = rows.next().unwrap_or_default().split_whitespace().collect();
     assert_eq!(header, ["NETWORK", "ID", "NAME", "DRIVER", "SCOPE"], "{table}");
-    let n1_row: Vec<&str> = rows.map(|r| r.split_whitespace().collect::<Vec<_>>()).find(|r| r.get(1) == Some(&"n1")).expect(&table);
+    let n1_row: Vec<&str> =
+        rows.map(|r| r.split_whitespace().collect::<Vec<_>>()).find(|r| r.get(1) == Some(&"n1")).expect(&table);
     assert_eq!(n1_row, [&id1[..12], "n1", "bridge", "local"], "{table}");
 
     // Filters, with Docker's meanings: name matches part of a name, driver and id whole ones.
     assert_eq!(docker.network_names(&["--filter", "name=n1"]), ["n1"]);
-    assert_eq!(docker.network_names(&["--filter", "name=n"]), ["n1", "n2"], "the name filter matches part of a name, as in Docker");
+    assert_eq!(
+        docker.network_names(&["--filter", "name=n"]),
+        ["n1", "n2"],
+        "the name filter matches part of a name, as in Docker"
+    );
     assert_eq!(docker.network_names(&["--filter", &format!("id={id1}")]), ["n1"]);
     let mut bridges: Vec<String> =
         berth_networks.iter().filter(|n| n["Driver"] == "bridge").map(|n| s(&n["Name"]).to_owned()).collect();
@@ -393,7 +415,8 @@ fn docker_network_connect_with_ip_is_reachable_and_disconnect_rm_prune_work() {
         .lines()
         .map(|line| {
             let mut parts = line.splitn(3, '|');
-            let (id, name, ports) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let (id, name, ports) =
+                (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             ((id.to_owned(), name.to_owned()), ports.to_owned())
         })
         .collect();
@@ -474,20 +497,32 @@ fn docker_errors_carry_berths_message_and_change_nothing() {
     // (docker's command, berth's command for the same request)
     let cases: &[(&[&str], &[&str])] = &[
         // duplicate name
-        (&["network", "create", "--subnet", "10.127.0.0/24", "n1"], &["network", "create", "--subnet", "10.127.0.0/24", "n1"]),
+        (
+            &["network", "create", "--subnet", "10.127.0.0/24", "n1"],
+            &["network", "create", "--subnet", "10.127.0.0/24", "n1"],
+        ),
         // overlapping subnet
-        (&["network", "create", "--subnet", "10.123.0.0/16", "n9"], &["network", "create", "--subnet", "10.123.0.0/16", "n9"]),
+        (
+            &["network", "create", "--subnet", "10.123.0.0/16", "n9"],
+            &["network", "create", "--subnet", "10.123.0.0/16", "n9"],
+        ),
         // checks only the daemon makes (both CLIs check that a gateway is inside the subnet
         // themselves, so that case never reaches berthd)
         (
             &["network", "create", "--subnet", "10.128.0.0/24", "--gateway", "10.128.0.255", "n9"],
             &["network", "create", "--subnet", "10.128.0.0/24", "--gateway", "10.128.0.255", "n9"],
         ),
-        (&["network", "create", "--subnet", "10.128.0.5/24", "n9"], &["network", "create", "--subnet", "10.128.0.5/24", "n9"]),
+        (
+            &["network", "create", "--subnet", "10.128.0.5/24", "n9"],
+            &["network", "create", "--subnet", "10.128.0.5/24", "n9"],
+        ),
         (&["network", "create", "host"], &["network", "create", "host"]),
         (&["network", "create", "bridge"], &["network", "create", "bridge"]),
         (&["network", "rm", "bridge"], &["network", "rm", "bridge"]),
-        (&["network", "connect", "--ip", "172.17.0.50", "bridge", "other"], &["network", "connect", "--ip", "172.17.0.50", "bridge", "other"]),
+        (
+            &["network", "connect", "--ip", "172.17.0.50", "bridge", "other"],
+            &["network", "connect", "--ip", "172.17.0.50", "bridge", "other"],
+        ),
         (&["network", "create", "--driver", "macvlan", "n9"], &["network", "create", "--driver", "macvlan", "n9"]),
         // unknown network
         (&["network", "rm", "nope"], &["network", "rm", "nope"]),
@@ -501,8 +536,14 @@ fn docker_errors_carry_berths_message_and_change_nothing() {
         (&["network", "connect", "n1", "web"], &["network", "connect", "n1", "web"]),
         (&["network", "disconnect", "n2", "web"], &["network", "disconnect", "n2", "web"]),
         // the address is taken / outside the subnet
-        (&["network", "connect", "--ip", "10.126.0.5", "n2", "web"], &["network", "connect", "--ip", "10.126.0.5", "n2", "web"]),
-        (&["network", "connect", "--ip", "10.99.0.5", "n2", "web"], &["network", "connect", "--ip", "10.99.0.5", "n2", "web"]),
+        (
+            &["network", "connect", "--ip", "10.126.0.5", "n2", "web"],
+            &["network", "connect", "--ip", "10.126.0.5", "n2", "web"],
+        ),
+        (
+            &["network", "connect", "--ip", "10.99.0.5", "n2", "web"],
+            &["network", "connect", "--ip", "10.99.0.5", "n2", "web"],
+        ),
         // inspect of what does not exist
         (&["network", "inspect", "nope"], &["network", "inspect", "nope"]),
         (&["container", "inspect", "nope"], &["inspect", "nope"]),
@@ -514,7 +555,8 @@ fn docker_errors_carry_berths_message_and_change_nothing() {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         let expected = format!("Error response from daemon: {message}");
         // Before Docker 23 the CLI words a 404 of these routes itself ("No such network: nope").
-        let old_wording = docker.major < 23 && ["No such network: nope", "No such container: nope"].iter().any(|w| stderr.contains(w));
+        let old_wording = docker.major < 23
+            && ["No such network: nope", "No such container: nope"].iter().any(|w| stderr.contains(w));
         if out.status.success() || !(stderr.contains(&expected) || old_wording) {
             failures.push(format!(
                 "docker {docker_args:?}: {}, expected {expected:?} in stderr {stderr:?}",
@@ -537,7 +579,10 @@ fn docker_errors_carry_berths_message_and_change_nothing() {
     // before it answers (a create body larger than the socket buffer makes the race certain;
     // the docker CLI's few kilobytes lose it now and then, as "write: broken pipe").
     let answer = host.python_ok(&CREATE_WITH_LARGE_BODY.replace("__SOCK__", &host.socket().display().to_string()));
-    assert!(!answer.starts_with("FAILED") && answer.contains("berth run"), "POST /containers/create with a 512 KiB body: {answer}");
+    assert!(
+        !answer.starts_with("FAILED") && answer.contains("berth run"),
+        "POST /containers/create with a 512 KiB body: {answer}"
+    );
 }
 
 /// POST /v1.47/containers/create with a 512 KiB body on a raw connection; prints the answer's
@@ -622,7 +667,11 @@ fn docker_events_show_network_create_connect_disconnect_destroy() {
     // "<time> network <action> <network id> (container=<id>, name=ev1, type=bridge)"
     for line in text.lines() {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        assert_eq!(fields.get(1), Some(&"network"), "an event that is not a network's passed --filter type=network: {line:?}");
+        assert_eq!(
+            fields.get(1),
+            Some(&"network"),
+            "an event that is not a network's passed --filter type=network: {line:?}"
+        );
         assert!(fields[0].starts_with("20"), "the event's time: {line:?}");
     }
     let ev1: Vec<&str> = text.lines().filter(|l| l.split_whitespace().nth(3) == Some(id.as_str())).collect();
@@ -738,18 +787,43 @@ fn docker_cli_sees_dockers_names_info_swarm_answers_ipam_config_and_filters() {
     let networks = docker.json(&["container", "inspect", "web"])[0]["NetworkSettings"]["Networks"].clone();
     assert_eq!(networks["n10"]["IPAMConfig"], serde_json::json!({"IPv4Address": "10.142.0.50"}), "{networks}");
     assert_eq!(networks["n1"]["IPAMConfig"], Value::Null, "{networks}");
-    assert_eq!(docker.ok(&["container", "inspect", "--format", "{{.NetworkSettings.Networks.n10.IPAMConfig.IPv4Address}}", "web"]).trim(), "10.142.0.50");
+    assert_eq!(
+        docker
+            .ok(&[
+                "container",
+                "inspect",
+                "--format",
+                "{{.NetworkSettings.Networks.n10.IPAMConfig.IPv4Address}}",
+                "web"
+            ])
+            .trim(),
+        "10.142.0.50"
+    );
     // --ip only on user-defined networks, as Docker says.
     let stderr = docker.err(&["network", "connect", "--ip", "172.17.0.50", "bridge", "web"]);
     assert!(stderr.contains("user specified IP address is supported on user defined networks only"), "{stderr}");
 
     // docker info: the keys Docker always sends.
     let info = docker.json(&["info", "--format", "{{json .}}"]);
-    for key in ["Debug", "NFd", "NGoroutines", "Runtimes", "DefaultRuntime", "IndexServerAddress", "RegistryConfig", "HttpProxy", "HttpsProxy", "NoProxy"] {
+    for key in [
+        "Debug",
+        "NFd",
+        "NGoroutines",
+        "Runtimes",
+        "DefaultRuntime",
+        "IndexServerAddress",
+        "RegistryConfig",
+        "HttpProxy",
+        "HttpsProxy",
+        "NoProxy",
+    ] {
         assert!(info.get(key).is_some(), "docker info lacks {key}: {info}");
     }
     assert!(info["NFd"].as_u64().is_some_and(|n| n > 3), "{}", info["NFd"]);
-    assert!(info["Runtimes"].get(info["DefaultRuntime"].as_str().unwrap_or_default()).is_some(), "the default runtime is listed: {info}");
+    assert!(
+        info["Runtimes"].get(info["DefaultRuntime"].as_str().unwrap_or_default()).is_some(),
+        "the default runtime is listed: {info}"
+    );
     docker.ok(&["info"]);
 
     // Swarm routes: what a daemon outside a swarm answers.
@@ -757,7 +831,12 @@ fn docker_cli_sees_dockers_names_info_swarm_answers_ipam_config_and_filters() {
     assert!(stderr.contains("This node is not a swarm manager"), "{stderr}");
     let stderr = docker.err(&["swarm", "leave", "--force"]);
     assert!(stderr.contains("This node is not part of a swarm"), "{stderr}");
-    for (method, path) in [("GET", "/v1.47/swarm"), ("GET", "/v1.47/services"), ("POST", "/v1.47/swarm/leave?force=1"), ("GET", "/v1.47/nodes/x")] {
+    for (method, path) in [
+        ("GET", "/v1.47/swarm"),
+        ("GET", "/v1.47/services"),
+        ("POST", "/v1.47/swarm/leave?force=1"),
+        ("GET", "/v1.47/nodes/x"),
+    ] {
         let (status, body) = host.api(method, path, None);
         assert_eq!(status, 503, "{method} {path}: {body}");
         assert!(body["message"].as_str().is_some_and(|m| m.contains("swarm")), "{method} {path}: {body}");
@@ -775,7 +854,18 @@ fn docker_cli_network_options_ipv6_pool_and_offset_ranges() {
     let Some(cli) = docker_cli() else { return };
     let host = TestHost::new(&[]);
     let docker = Docker::new(&host, cli);
-    docker.ok(&["network", "create", "--subnet", "10.143.0.0/24", "-o", "com.docker.network.bridge.enable_icc=false", "-o", "com.docker.network.driver.mtu=1400", "--attachable", "apart"]);
+    docker.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.143.0.0/24",
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        "--attachable",
+        "apart",
+    ]);
     let apart = docker.json(&["network", "inspect", "apart"])[0].clone();
     assert_eq!(apart["Attachable"], true, "{apart}");
     assert_eq!(apart["Options"]["com.docker.network.driver.mtu"], "1400", "{apart}");
@@ -786,9 +876,15 @@ fn docker_cli_network_options_ipv6_pool_and_offset_ranges() {
     let mtu = String::from_utf8_lossy(&host.exec("client", "ip -o link show dev eth0").stdout).into_owned();
     assert!(mtu.contains("mtu 1400"), "{mtu}");
     for (args, expected) in [
-        (&["network", "create", "-o", "com.docker.network.bridge.enable_icc2=false", "x"][..], "network option com.docker.network.bridge.enable_icc2 is not supported"),
+        (
+            &["network", "create", "-o", "com.docker.network.bridge.enable_icc2=false", "x"][..],
+            "network option com.docker.network.bridge.enable_icc2 is not supported",
+        ),
         (&["network", "create", "--ipam-opt", "foo=bar", "x"][..], "IPAM option foo is not supported"),
-        (&["network", "connect", "--driver-opt", "foo=bar", "apart", "server"][..], "endpoint driver option foo is not supported"),
+        (
+            &["network", "connect", "--driver-opt", "foo=bar", "apart", "server"][..],
+            "endpoint driver option foo is not supported",
+        ),
     ] {
         let stderr = docker.err(args);
         assert!(stderr.contains(expected), "docker {args:?}: {stderr}");
@@ -797,7 +893,8 @@ fn docker_cli_network_options_ipv6_pool_and_offset_ranges() {
 
     docker.ok(&["network", "create", "--ipv6", "six"]);
     let six = docker.json(&["network", "inspect", "six"])[0].clone();
-    let subnets: Vec<&str> = six["IPAM"]["Config"].as_array().unwrap().iter().filter_map(|c| c["Subnet"].as_str()).collect();
+    let subnets: Vec<&str> =
+        six["IPAM"]["Config"].as_array().unwrap().iter().filter_map(|c| c["Subnet"].as_str()).collect();
     assert!(subnets.iter().any(|s| s.starts_with("fd") && s.ends_with("::/64")), "{six}");
 
     host.berth_ok(&["run", "-d", "--name", "ranged", "-p", "8000-8009:9000-9009", "--", "sleep", "600"]);
@@ -827,10 +924,22 @@ fn python_docker_sdk_sees_dockers_swarm_info_and_predefined_answers() {
     assert_eq!(result["spaced"], "test 01", "{result}");
     assert_eq!(result["by_regex"], serde_json::json!(["n1"]), "{result}");
     assert!(result["info"]["NGoroutines"].as_u64().is_some_and(|n| n > 0), "{result}");
-    assert!(result["six"].as_array().unwrap().iter().any(|s| s.as_str().is_some_and(|s| s.starts_with("fd") && s.ends_with("::/64"))), "{result}");
+    assert!(
+        result["six"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s.as_str().is_some_and(|s| s.starts_with("fd") && s.ends_with("::/64"))),
+        "{result}"
+    );
     assert_eq!(result["attachable"], true, "{result}");
     assert_eq!(result["option"]["status"], 400, "{result}");
-    assert!(result["option"]["explanation"].as_str().is_some_and(|e| e.contains("com.docker.network.bridge.nope is not supported")), "{result}");
+    assert!(
+        result["option"]["explanation"]
+            .as_str()
+            .is_some_and(|e| e.contains("com.docker.network.bridge.nope is not supported")),
+        "{result}"
+    );
 }
 
 const SDK_PARITY_SCRIPT: &str = r#"
@@ -887,7 +996,13 @@ fn docker_sdk_venv(dir: &Path) -> Option<PathBuf> {
         .stdin(Stdio::null())
         .output();
     if let Some(why) = why(pip) {
-        can_run(false, &format!("the docker SDK, which cannot be installed from {} (run scripts/setup.sh): {why}", wheels.display()));
+        can_run(
+            false,
+            &format!(
+                "the docker SDK, which cannot be installed from {} (run scripts/setup.sh): {why}",
+                wheels.display()
+            ),
+        );
         return None;
     }
     Some(venv.join("bin/python"))
@@ -903,14 +1018,22 @@ fn python_docker_sdk_drives_networks_and_containers() {
     let script = host.dir().join("sdk.py");
     std::fs::write(&script, SDK_SCRIPT).expect("write the SDK script");
     let sdk = |step: &str| -> Value {
-        let out = host.command(&python).arg(&script).arg(host.socket()).arg(step).stdin(Stdio::null()).output().expect("run python");
+        let out = host
+            .command(&python)
+            .arg(&script)
+            .arg(host.socket())
+            .arg(step)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run python");
         assert!(
             out.status.success(),
             "the docker SDK's {step} step failed: {}{}",
             String::from_utf8_lossy(&out.stderr),
             String::from_utf8_lossy(&out.stdout)
         );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{step}: no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{step}: no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
     };
 
     host.berth_ok(&["network", "create", "--subnet", "10.130.0.0/24", "s0"]);
@@ -976,7 +1099,10 @@ fn python_docker_sdk_drives_networks_and_containers() {
     }
     assert!(failures.is_empty(), "SDK errors:\n{}", failures.join("\n"));
     let image = &errors["image"];
-    assert!(image["explanation"].as_str().is_some_and(|e| e.contains("berth run")), "containers.create('busybox'): {image}");
+    assert!(
+        image["explanation"].as_str().is_some_and(|e| e.contains("berth run")),
+        "containers.create('busybox'): {image}"
+    );
 
     // prune took s2 only (s0 has web, s1 has client).
     assert_eq!(teardown["prune"]["NetworksDeleted"], serde_json::json!(["s2"]), "networks.prune()");

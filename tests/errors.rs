@@ -30,7 +30,10 @@ fn bad_input_is_refused_with_one_line_and_changes_nothing() {
         (&["network", "create", "--subnet", "10.80.0.5/24", "x"], "host bits"),
         (&["network", "create", "--subnet", "10.80.0.0/16", "x"], "overlaps subnet 10.80.0.0/24 of network n1"),
         (&["network", "create", "--subnet", "10.81.0.0/24", "--gateway", "10.82.0.1", "x"], "not inside any --subnet"),
-        (&["network", "create", "--subnet", "10.81.0.0/24", "--ip-range", "10.82.0.0/25", "x"], "not inside any --subnet"),
+        (
+            &["network", "create", "--subnet", "10.81.0.0/24", "--ip-range", "10.82.0.0/25", "x"],
+            "not inside any --subnet",
+        ),
         (&["network", "create", "--subnet", "10.81.0.0/31", "x"], "too small"),
         (&["network", "create", "--subnet", "10.81.0.0/24", "n1"], "already exists"),
         (&["network", "create", "host"], "host is a pre-defined network and cannot be created"),
@@ -40,7 +43,10 @@ fn bad_input_is_refused_with_one_line_and_changes_nothing() {
         (&["network", "create", &"x".repeat(256)], "longer than 255"),
         (&["network", "rm", "bridge"], "bridge is a pre-defined network and cannot be removed"),
         (&["network", "create", "--driver", "macvlan", "x"], "not supported"),
-        (&["network", "create", "--subnet", "10.81.0.0/24", "-o", "com.docker.network.bridge.name=berth0", "x"], "already used by network bridge"),
+        (
+            &["network", "create", "--subnet", "10.81.0.0/24", "-o", "com.docker.network.bridge.name=berth0", "x"],
+            "already used by network bridge",
+        ),
         (&["network", "rm", "n1"], "has active endpoints"),
         (&["network", "rm", "nope"], "network nope not found"),
         (&["network", "inspect", "nope"], "not found"),
@@ -49,7 +55,10 @@ fn bad_input_is_refused_with_one_line_and_changes_nothing() {
         (&["run", "--network", "n1", "--ip", "10.99.0.5", "--", "true"], "outside subnet"),
         (&["run", "--network", "n1", "--ip", "10.80.0.1", "--", "true"], "in use"),
         (&["run", "--network", "n1", "--ip", "banana", "--", "true"], "banana"),
-        (&["run", "--ip", "172.17.0.9", "--", "true"], "user specified IP address is supported on user defined networks only"),
+        (
+            &["run", "--ip", "172.17.0.9", "--", "true"],
+            "user specified IP address is supported on user defined networks only",
+        ),
         (&["network", "connect", "--ip", "172.17.0.9", "bridge", "s"], "user defined networks only"),
         (&["run", "--name", "s", "--network", "n1", "--", "true"], "already in use"),
         (&["run", "--name=-x", "--", "true"], "invalid sandbox name"),
@@ -74,9 +83,15 @@ fn bad_input_is_refused_with_one_line_and_changes_nothing() {
         (&["network", "create", "-o", "com.docker.network.bridge.name=br;x", "x"], "invalid bridge name"),
         (&["network", "create", "-o", "com.docker.network.bridge.name=br x", "x"], "invalid bridge name"),
         (&["network", "create", "-o", "com.docker.network.bridge.name=a-very-long-name", "x"], "1 to 15 characters"),
-        (&["network", "create", "-o", "com.docker.network.bridge.name=other0", "x"], "already used by a link berth did not create"),
+        (
+            &["network", "create", "-o", "com.docker.network.bridge.name=other0", "x"],
+            "already used by a link berth did not create",
+        ),
         (&["run", "-p", "1-65535", "--", "true"], "one request may publish at most 10000"),
-        (&["run", "-p", "20000-29999:20000-29999", "-p", "30000", "--", "true"], "one request may publish at most 10000"),
+        (
+            &["run", "-p", "20000-29999:20000-29999", "-p", "30000", "--", "true"],
+            "one request may publish at most 10000",
+        ),
     ];
     for (args, expected) in cases {
         let err = host.berth_err(args);
@@ -120,13 +135,41 @@ fn api_errors_have_a_json_message_and_the_right_status() {
         ("bad JSON", host.api("POST", "/v1/networks", Some(&serde_json::json!("not an object"))), 400),
         ("loopback subnet", network(serde_json::json!({"Name": "x", "IPAM": [{"Subnet": "127.0.0.0/8"}]})), 400),
         ("multicast subnet", network(serde_json::json!({"Name": "x", "IPAM": [{"Subnet": "224.0.0.0/24"}]})), 400),
-        ("v6 multicast subnet", network(serde_json::json!({"Name": "x", "EnableIPv6": true, "IPAM": [{"Subnet": "ff02::/64"}]})), 400),
-        ("docker loopback subnet", docker_network(serde_json::json!({"Name": "x", "IPAM": {"Config": [{"Subnet": "127.0.0.0/8"}]}})), 400),
-        ("docker link-local", docker_network(serde_json::json!({"Name": "x", "IPAM": {"Config": [{"Subnet": "169.254.0.0/16"}]}})), 400),
-        ("docker default route", docker_network(serde_json::json!({"Name": "x", "IPAM": {"Config": [{"Subnet": "0.0.0.0/0"}]}})), 400),
-        ("bridge lo", network(serde_json::json!({"Name": "x", "Options": {"com.docker.network.bridge.name": "lo"}})), 400),
-        ("bridge with a quote", network(serde_json::json!({"Name": "x", "Options": {"com.docker.network.bridge.name": "a\"b"}})), 400),
-        ("bridge taken by another link", network(serde_json::json!({"Name": "x", "Options": {"com.docker.network.bridge.name": "other0"}})), 409),
+        (
+            "v6 multicast subnet",
+            network(serde_json::json!({"Name": "x", "EnableIPv6": true, "IPAM": [{"Subnet": "ff02::/64"}]})),
+            400,
+        ),
+        (
+            "docker loopback subnet",
+            docker_network(serde_json::json!({"Name": "x", "IPAM": {"Config": [{"Subnet": "127.0.0.0/8"}]}})),
+            400,
+        ),
+        (
+            "docker link-local",
+            docker_network(serde_json::json!({"Name": "x", "IPAM": {"Config": [{"Subnet": "169.254.0.0/16"}]}})),
+            400,
+        ),
+        (
+            "docker default route",
+            docker_network(serde_json::json!({"Name": "x", "IPAM": {"Config": [{"Subnet": "0.0.0.0/0"}]}})),
+            400,
+        ),
+        (
+            "bridge lo",
+            network(serde_json::json!({"Name": "x", "Options": {"com.docker.network.bridge.name": "lo"}})),
+            400,
+        ),
+        (
+            "bridge with a quote",
+            network(serde_json::json!({"Name": "x", "Options": {"com.docker.network.bridge.name": "a\"b"}})),
+            400,
+        ),
+        (
+            "bridge taken by another link",
+            network(serde_json::json!({"Name": "x", "Options": {"com.docker.network.bridge.name": "other0"}})),
+            409,
+        ),
     ];
     for (what, (status, body), expected) in cases {
         assert_eq!(status, expected, "{what}: {body}");

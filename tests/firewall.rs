@@ -8,7 +8,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use berth_integration::{nft, privileged, py, wait_for, Background, LanPeer, TestHost, HOST_LAN_IP, HOST_LAN_IP6, PEER_LAN_IP, PEER_LAN_IP6};
+use berth_integration::{
+    nft, privileged, py, wait_for, Background, LanPeer, TestHost, HOST_LAN_IP, HOST_LAN_IP6, PEER_LAN_IP, PEER_LAN_IP6,
+};
 
 fn peer_tcp(peer: &LanPeer, port: u16, message: &str) -> String {
     peer.python_ok(&py::tcp_client(HOST_LAN_IP, port, message))
@@ -71,7 +73,8 @@ fn outbound_is_masqueraded_and_internal_networks_stay_inside() {
     assert!(blocked.starts_with("FAILED"), "a sandbox on an --internal network reached the LAN over UDP: {blocked:?}");
 
     // Publishing on a sandbox that is only on internal networks is refused.
-    let err = host.berth_err(&["run", "-d", "--name", "pub", "--network", "inside", "-p", "8085:80", "--", "sleep", "600"]);
+    let err =
+        host.berth_err(&["run", "-d", "--name", "pub", "--network", "inside", "-p", "8085:80", "--", "sleep", "600"]);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("internal"), "the error should say why: {err}");
     assert!(!host.berth(&["inspect", "pub"]).status.success(), "the refused sandbox exists");
@@ -123,11 +126,14 @@ fn the_table_heals_itself_after_a_ruleset_flush_within_one_second() {
     assert_eq!(peer_tcp(&peer, 8080, "before"), format!("{PEER_LAN_IP}|before"));
     let original = table(&host);
 
-    for (what, command) in [("nft flush ruleset", "nft flush ruleset"), ("nft delete table inet berth", "nft delete table inet berth")] {
+    for (what, command) in
+        [("nft flush ruleset", "nft flush ruleset"), ("nft delete table inet berth", "nft delete table inet berth")]
+    {
         host.sh_ok(command);
         let flushed_at = now();
         let answered = first_answer_time(&peer, 8080, 3.0);
-        let answered = answered.unwrap_or_else(|| panic!("after `{what}` the published port did not work again within 3 s"));
+        let answered =
+            answered.unwrap_or_else(|| panic!("after `{what}` the published port did not work again within 3 s"));
         let took = answered - flushed_at;
         assert!(took <= 1.0, "after `{what}` the published port worked again only after {took:.3} s (goal: 1 s)");
         eprintln!("after `{what}`: published port working again after {took:.3} s");
@@ -137,7 +143,11 @@ fn the_table_heals_itself_after_a_ruleset_flush_within_one_second() {
             let now = host.try_berth_table().map(|t| nft::normalized(&t));
             (now.as_ref() == Some(&original)).then_some(())
         });
-        assert!(restored.is_some(), "after `{what}` the restored table differs:\noriginal {original:#}\nnow {:#}", table(&host));
+        assert!(
+            restored.is_some(),
+            "after `{what}` the restored table differs:\noriginal {original:#}\nnow {:#}",
+            table(&host)
+        );
     }
     assert_eq!(peer_tcp(&peer, 8080, "after"), format!("{PEER_LAN_IP}|after"));
     assert!(nft::duplicate_rules(&host.berth_table()).is_empty());
@@ -244,8 +254,16 @@ fn the_user_hook_chain_is_kept_and_obeyed() {
     host.sh_ok(&format!("nft add rule inet berth user-hook {rule}"));
     let blocked = |host: &TestHost| {
         let probe = peer_probe(&peer, 8080, 1.0);
-        assert!(probe.starts_with("FAILED"), "the user-hook drop rule did not stop 192.0.2.2 → 8080: {probe:?}\n{}", host.sh_ok("nft list ruleset"));
-        assert_eq!(peer_tcp(&peer, 8081, "other"), format!("{PEER_LAN_IP}|other"), "the user-hook rule blocked more than 8080");
+        assert!(
+            probe.starts_with("FAILED"),
+            "the user-hook drop rule did not stop 192.0.2.2 → 8080: {probe:?}\n{}",
+            host.sh_ok("nft list ruleset")
+        );
+        assert_eq!(
+            peer_tcp(&peer, 8081, "other"),
+            format!("{PEER_LAN_IP}|other"),
+            "the user-hook rule blocked more than 8080"
+        );
         let chain = host.sh_ok("nft list chain inet berth user-hook");
         assert!(chain.contains("ct original proto-dst 8080"), "the user's rule is gone:\n{chain}");
     };

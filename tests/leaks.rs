@@ -20,7 +20,8 @@ fn two_hundred_cycles_leave_nothing_behind() {
     let host = TestHost::new(&[]);
     let before = namespace_state(&host);
     let run_dir = host.dir().join("run");
-    let files_before = std::fs::read_dir(run_dir.join("netns")).unwrap().count() + std::fs::read_dir(run_dir.join("sandboxes")).unwrap().count();
+    let files_before = std::fs::read_dir(run_dir.join("netns")).unwrap().count()
+        + std::fs::read_dir(run_dir.join("sandboxes")).unwrap().count();
     for cycle in 0..200 {
         let net = format!("cycle{cycle}");
         host.berth_ok(&["network", "create", "--subnet", "10.90.0.0/24", &net]);
@@ -31,7 +32,8 @@ fn two_hundred_cycles_leave_nothing_behind() {
         host.berth_ok(&["network", "rm", &net]);
     }
     assert_eq!(namespace_state(&host), before);
-    let files_after = std::fs::read_dir(run_dir.join("netns")).unwrap().count() + std::fs::read_dir(run_dir.join("sandboxes")).unwrap().count();
+    let files_after = std::fs::read_dir(run_dir.join("netns")).unwrap().count()
+        + std::fs::read_dir(run_dir.join("sandboxes")).unwrap().count();
     assert_eq!(files_after, files_before, "namespace files or sandbox directories left behind");
     assert_eq!(host.berth_json(&["ps"]), serde_json::json!([]));
 }

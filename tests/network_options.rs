@@ -18,7 +18,9 @@ fn bridge_of(host: &TestHost, network: &str) -> String {
     host.berth_json(&["network", "inspect", network])[0]["Options"]["com.docker.network.bridge.name"]
         .as_str()
         .map(str::to_owned)
-        .unwrap_or_else(|| format!("br-{}", &host.berth_json(&["network", "inspect", network])[0]["Id"].as_str().unwrap()[..12]))
+        .unwrap_or_else(|| {
+            format!("br-{}", &host.berth_json(&["network", "inspect", network])[0]["Id"].as_str().unwrap()[..12])
+        })
 }
 
 #[test]
@@ -27,11 +29,29 @@ fn icc_false_keeps_a_networks_sandboxes_apart_but_not_from_the_outside() {
         return;
     }
     let (host, peer) = TestHost::with_lan_peer(&[]);
-    host.berth_ok(&["network", "create", "--subnet", "10.150.0.0/24", "-o", "com.docker.network.bridge.enable_icc=false", "apart"]);
+    host.berth_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.150.0.0/24",
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+        "apart",
+    ]);
     host.berth_ok(&["network", "create", "--subnet", "10.151.0.0/24", "together"]);
     for network in ["apart", "together"] {
         host.serve(&format!("server-{network}"), network, &[], &py::tcp_echo_server("0.0.0.0", 7300));
-        host.berth_ok(&["run", "-d", "--name", &format!("client-{network}"), "--network", network, "--", "sleep", "600"]);
+        host.berth_ok(&[
+            "run",
+            "-d",
+            "--name",
+            &format!("client-{network}"),
+            "--network",
+            network,
+            "--",
+            "sleep",
+            "600",
+        ]);
     }
     // Same network: reachable with the default, not with enable_icc=false.
     let together = host.ip_of("server-together", "together");
@@ -55,7 +75,15 @@ fn mtu_reaches_the_bridge_and_both_ends_of_every_veth() {
         return;
     }
     let host = TestHost::new(&[]);
-    host.berth_ok(&["network", "create", "--subnet", "10.152.0.0/24", "-o", "com.docker.network.driver.mtu=1400", "small"]);
+    host.berth_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.152.0.0/24",
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        "small",
+    ]);
     host.serve("server", "small", &[], &py::tcp_echo_server("0.0.0.0", 7302));
     host.berth_ok(&["run", "-d", "--name", "client", "--network", "small", "--", "sleep", "600"]);
     let mtu_in = |text: &str| -> String {
@@ -85,8 +113,24 @@ fn without_masquerade_or_routed_sandboxes_reach_the_lan_with_their_own_address()
     }
     let (host, peer) = TestHost::with_lan_peer(&[]);
     host.berth_ok(&["network", "create", "--subnet", "10.153.0.0/24", "nat"]);
-    host.berth_ok(&["network", "create", "--subnet", "10.154.0.0/24", "-o", "com.docker.network.bridge.enable_ip_masquerade=false", "plain"]);
-    host.berth_ok(&["network", "create", "--subnet", "10.155.0.0/24", "-o", "com.docker.network.bridge.gateway_mode_ipv4=routed", "routed"]);
+    host.berth_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.154.0.0/24",
+        "-o",
+        "com.docker.network.bridge.enable_ip_masquerade=false",
+        "plain",
+    ]);
+    host.berth_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.155.0.0/24",
+        "-o",
+        "com.docker.network.bridge.gateway_mode_ipv4=routed",
+        "routed",
+    ]);
     // The LAN routes the unmasqueraded subnets to the host, as a routed setup must.
     peer.sh_ok("ip route add 10.154.0.0/24 via 192.0.2.1 && ip route add 10.155.0.0/24 via 192.0.2.1 && ip route add 10.153.0.0/24 via 192.0.2.1");
     let _lan_server = peer.spawn_python(&py::addr_echo_server("0.0.0.0", &[9300]));
@@ -105,8 +149,14 @@ fn without_masquerade_or_routed_sandboxes_reach_the_lan_with_their_own_address()
     host.serve("web-nat", "nat", &["8302:80"], &py::addr_echo_server("0.0.0.0", &[80]));
     let routed_ip = host.ip_of("web-routed", "routed");
     assert_eq!(peer.python_ok(&py::tcp_client(&routed_ip, 80, "direct")), format!("{PEER_LAN_IP}|direct"));
-    assert!(peer_probe(&peer, &routed_ip, 81).starts_with("FAILED"), "an unpublished port of a routed network answered");
-    assert!(peer_probe(&peer, &host.ip_of("web-nat", "nat"), 80).starts_with("FAILED"), "a NAT network's sandbox answered directly");
+    assert!(
+        peer_probe(&peer, &routed_ip, 81).starts_with("FAILED"),
+        "an unpublished port of a routed network answered"
+    );
+    assert!(
+        peer_probe(&peer, &host.ip_of("web-nat", "nat"), 80).starts_with("FAILED"),
+        "a NAT network's sandbox answered directly"
+    );
     // DNAT through the host still works for both.
     assert_eq!(peer.python_ok(&py::tcp_client(HOST_LAN_IP, 8301, "dnat")), format!("{PEER_LAN_IP}|dnat"));
     assert_eq!(peer.python_ok(&py::tcp_client(HOST_LAN_IP, 8302, "dnat")), format!("{PEER_LAN_IP}|dnat"));
@@ -127,7 +177,15 @@ fn host_binding_ipv4_is_where_ports_bind_by_default() {
     }
     let (host, peer) = TestHost::with_lan_peer(&[]);
     host.sh_ok("ip addr add 192.0.2.10/24 dev lan0");
-    host.berth_ok(&["network", "create", "--subnet", "10.156.0.0/24", "-o", "com.docker.network.bridge.host_binding_ipv4=192.0.2.10", "bound"]);
+    host.berth_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.156.0.0/24",
+        "-o",
+        "com.docker.network.bridge.host_binding_ipv4=192.0.2.10",
+        "bound",
+    ]);
     host.serve("web", "bound", &["8303:80"], &py::addr_echo_server("0.0.0.0", &[80]));
     let ports = &host.inspect("web")["NetworkSettings"]["Ports"];
     assert_eq!(ports["80/tcp"], json!([{"HostIp": "192.0.2.10", "HostPort": "8303"}]), "{ports}");
@@ -144,7 +202,15 @@ fn inhibit_ipv4_leaves_the_bridge_without_an_ipv4_address() {
         return;
     }
     let host = TestHost::new(&[]);
-    host.berth_ok(&["network", "create", "--subnet", "10.157.0.0/24", "-o", "com.docker.network.bridge.inhibit_ipv4=true", "inhibited"]);
+    host.berth_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.157.0.0/24",
+        "-o",
+        "com.docker.network.bridge.inhibit_ipv4=true",
+        "inhibited",
+    ]);
     let bridge = bridge_of(&host, "inhibited");
     assert_eq!(host.sh_ok(&format!("ip -4 -o addr show dev {bridge}")).trim(), "", "the bridge has an IPv4 address");
     host.serve("server", "inhibited", &[], &py::tcp_echo_server("0.0.0.0", 7304));

@@ -5,10 +5,7 @@
 use berth_integration::{privileged, py, TestHost};
 
 fn subnet_of(host: &TestHost, network: &str) -> String {
-    host.berth_json(&["network", "inspect", network])[0]["IPAM"]["Config"][0]["Subnet"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    host.berth_json(&["network", "inspect", network])[0]["IPAM"]["Config"][0]["Subnet"].as_str().unwrap().to_owned()
 }
 
 #[test]
@@ -71,7 +68,12 @@ fn ipv6_without_a_subnet_gets_a_unique_local_64_and_pools_are_configurable() {
 
     // --default-address-pool, per family, as Docker's flag.
     host.stop_daemon();
-    host.start_daemon(&["--default-address-pool", "base=10.99.0.0/16,size=24", "--default-address-pool", "base=fd00:77::/56,size=64"]);
+    host.start_daemon(&[
+        "--default-address-pool",
+        "base=10.99.0.0/16,size=24",
+        "--default-address-pool",
+        "base=fd00:77::/56,size=64",
+    ]);
     host.berth_ok(&["network", "create", "--ipv6", "pooled"]);
     assert_eq!(subnet_of_family(&host, "pooled", false), "10.99.0.0/24");
     assert_eq!(subnet_of_family(&host, "pooled", true), "fd00:77::/64");
@@ -85,7 +87,10 @@ fn ipv6_without_a_subnet_gets_a_unique_local_64_and_pools_are_configurable() {
         berth_integration::binary_path("berthd").display()
     ));
     let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(!refused.status.success() && stderr.contains("size must be between 16 (the base's prefix) and 30"), "{stderr}");
+    assert!(
+        !refused.status.success() && stderr.contains("size must be between 16 (the base's prefix) and 30"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -95,8 +100,20 @@ fn create_inspect_ls_rm_and_prune() {
     }
     let host = TestHost::new(&[]);
     let id = host.berth_ok(&[
-        "network", "create", "--subnet", "10.12.0.0/16", "--ip-range", "10.12.5.0/24", "--gateway", "10.12.0.254",
-        "-o", "com.docker.network.bridge.name=br-custom", "--label", "team=net", "--internal", "custom",
+        "network",
+        "create",
+        "--subnet",
+        "10.12.0.0/16",
+        "--ip-range",
+        "10.12.5.0/24",
+        "--gateway",
+        "10.12.0.254",
+        "-o",
+        "com.docker.network.bridge.name=br-custom",
+        "--label",
+        "team=net",
+        "--internal",
+        "custom",
     ]);
     let id = id.trim();
     assert_eq!(id.len(), 64, "{id}");
@@ -116,7 +133,11 @@ fn create_inspect_ls_rm_and_prune() {
     assert_eq!(link[0]["linkinfo"]["info_kind"], "bridge");
     assert_eq!(link[0]["ifalias"], "berth");
     assert!(link[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"));
-    assert!(link[0]["addr_info"].as_array().unwrap().iter().any(|a| a["local"] == "10.12.0.254" && a["prefixlen"] == 16));
+    assert!(link[0]["addr_info"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|a| a["local"] == "10.12.0.254" && a["prefixlen"] == 16));
     // Inspect by id prefix; addresses come from the range.
     assert_eq!(host.berth_json(&["network", "inspect", &id[..10]])[0]["Name"], "custom");
     host.berth_ok(&["run", "-d", "--name", "s", "--network", "custom", "--", "sleep", "600"]);
@@ -129,13 +150,20 @@ fn create_inspect_ls_rm_and_prune() {
     host.berth_ok(&["network", "create", "unused1"]);
     host.berth_ok(&["network", "create", "unused2"]);
     let pruned = host.berth_json(&["network", "prune", "-f"]);
-    let mut deleted: Vec<&str> = pruned["NetworksDeleted"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let mut deleted: Vec<&str> =
+        pruned["NetworksDeleted"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     deleted.sort();
     assert_eq!(deleted, vec!["unused1", "unused2"], "networks in use and the default stay");
 
     host.berth_ok(&["rm", "-f", "s"]);
     host.berth_ok(&["network", "rm", "custom"]);
     assert!(!host.links().contains(&"br-custom".to_owned()));
-    let names: Vec<String> = host.berth_json(&["network", "ls"]).as_array().unwrap().iter().map(|n| n["Name"].as_str().unwrap().to_owned()).collect();
+    let names: Vec<String> = host
+        .berth_json(&["network", "ls"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["Name"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(names, vec!["bridge"]);
 }

@@ -6,7 +6,9 @@
 
 use std::time::Duration;
 
-use berth_integration::{nft, privileged, py, wait_for, LanPeer, TestHost, HOST_LAN_IP, HOST_LAN_IP6, PEER_LAN_IP, PEER_LAN_IP6};
+use berth_integration::{
+    nft, privileged, py, wait_for, LanPeer, TestHost, HOST_LAN_IP, HOST_LAN_IP6, PEER_LAN_IP, PEER_LAN_IP6,
+};
 use serde_json::json;
 
 /// A TCP answer from the peer, retried for up to 5 s (the server may still be starting).
@@ -58,7 +60,9 @@ fn the_lan_peer_topology_is_as_testing_md_draws_it() {
     // The peer dies with its guard.
     let netns = peer.netns();
     drop(peer);
-    assert!(wait_for(Duration::from_secs(2), || (!host.sh_ok("ip -o link show").contains("lan0")).then_some(())).is_some());
+    assert!(
+        wait_for(Duration::from_secs(2), || (!host.sh_ok("ip -o link show").contains("lan0")).then_some(())).is_some()
+    );
     assert!(!host.sh(&format!("test -e {netns}")).status.success());
 }
 
@@ -75,7 +79,11 @@ fn lan_peer_reaches_a_published_port_over_ipv4_tcp_and_udp() {
     assert_eq!(peer_udp(&peer, HOST_LAN_IP, 8080, "udp4"), format!("{PEER_LAN_IP}|udp4"));
     // A process of the host itself reaches the published port on the host's own address.
     let from_host = host.command("python3").args(["-c", &py::tcp_client(HOST_LAN_IP, 8080, "local")]).output().unwrap();
-    assert!(from_host.status.success(), "host process → {HOST_LAN_IP}:8080: {}", String::from_utf8_lossy(&from_host.stderr));
+    assert!(
+        from_host.status.success(),
+        "host process → {HOST_LAN_IP}:8080: {}",
+        String::from_utf8_lossy(&from_host.stderr)
+    );
     let answer = String::from_utf8_lossy(&from_host.stdout).trim().to_owned();
     assert!(answer.ends_with("|local"), "host process → {HOST_LAN_IP}:8080 answered {answer:?}");
     // The container port itself is not what the peer reaches: nothing on 192.0.2.1:80.
@@ -91,7 +99,8 @@ fn lan_peer_reaches_a_published_port_over_ipv6_tcp_and_udp() {
     let (host, peer) = TestHost::with_lan_peer(&[]);
     host.berth_ok(&["network", "create", "--ipv6", "--subnet", "fd00:77::/64", "--subnet", "10.77.0.0/24", "n6"]);
     host.serve("web6", "n6", &["8080:80", "8080:80/udp"], &py::addr_echo_server("::", &[80]));
-    let v6 = host.inspect("web6")["NetworkSettings"]["Networks"]["n6"]["GlobalIPv6Address"].as_str().unwrap().to_owned();
+    let v6 =
+        host.inspect("web6")["NetworkSettings"]["Networks"]["n6"]["GlobalIPv6Address"].as_str().unwrap().to_owned();
     assert!(v6.starts_with("fd00:77::"), "{v6}");
     assert_eq!(peer_tcp(&peer, HOST_LAN_IP6, 8080, "tcp6"), format!("{PEER_LAN_IP6}|tcp6"));
     assert_eq!(peer_udp(&peer, HOST_LAN_IP6, 8080, "udp6"), format!("{PEER_LAN_IP6}|udp6"));
@@ -169,7 +178,10 @@ fn a_port_published_on_127_0_0_1_is_not_reachable_from_the_lan() {
     let received = peer.assert_crafted_loopback_dropped(5300, 5301, read_log);
     // The control line shows the sandbox saw the peer's real address on its port 54.
     assert!(received.lines().any(|l| l.starts_with(&format!("54 {PEER_LAN_IP}:40999 control"))), "{received:?}");
-    assert_eq!(host.inspect("dns")["NetworkSettings"]["Ports"]["53/udp"], json!([{"HostIp": "127.0.0.1", "HostPort": "5300"}]));
+    assert_eq!(
+        host.inspect("dns")["NetworkSettings"]["Ports"]["53/udp"],
+        json!([{"HostIp": "127.0.0.1", "HostPort": "5300"}])
+    );
 }
 
 #[test]
@@ -184,7 +196,19 @@ fn conflicting_host_ports_are_refused_with_one_line_naming_the_holder() {
     let table = nft::normalized(&host.berth_table());
 
     // The same host port for a second sandbox: refused, naming the sandbox that has it.
-    let err = one_line_error(&host.berth_err(&["run", "-d", "--name", "second", "--network", "n1", "-p", "8080:80", "--", "sleep", "600"]));
+    let err = one_line_error(&host.berth_err(&[
+        "run",
+        "-d",
+        "--name",
+        "second",
+        "--network",
+        "n1",
+        "-p",
+        "8080:80",
+        "--",
+        "sleep",
+        "600",
+    ]));
     assert!(err.contains("8080") && err.contains("first"), "the error should name port 8080 and sandbox first: {err}");
     assert!(!host.berth(&["inspect", "second"]).status.success(), "the refused sandbox was created anyway");
     // On a sandbox that exists: `port add` is refused the same way and changes nothing.
@@ -194,14 +218,32 @@ fn conflicting_host_ports_are_refused_with_one_line_naming_the_holder() {
     // A mix of a free and a taken port is refused as a whole.
     let err = one_line_error(&host.berth_err(&["port", "add", "third", "8081:80", "8080:81"]));
     assert!(err.contains("8080"), "{err}");
-    assert_eq!(host.inspect("third")["NetworkSettings"]["Ports"].as_object().map_or(0, |p| p.values().filter(|v| !v.is_null()).count()), 0);
+    assert_eq!(
+        host.inspect("third")["NetworkSettings"]["Ports"]
+            .as_object()
+            .map_or(0, |p| p.values().filter(|v| !v.is_null()).count()),
+        0
+    );
     assert_eq!(nft::normalized(&host.berth_table()), table, "a refused publication changed the ruleset");
 
     // A host process listening on 0.0.0.0:9090 in the host namespace.
     let _listener = host.spawn("python3", &["-c", &py::tcp_echo_server("0.0.0.0", 9090)]);
-    let bound = wait_for(Duration::from_secs(5), || host.sh_ok("ss -Hltn 'sport = :9090'").contains("9090").then_some(()));
+    let bound =
+        wait_for(Duration::from_secs(5), || host.sh_ok("ss -Hltn 'sport = :9090'").contains("9090").then_some(()));
     assert!(bound.is_some(), "the host listener did not start");
-    let err = one_line_error(&host.berth_err(&["run", "-d", "--name", "fourth", "--network", "n1", "-p", "9090:80", "--", "sleep", "600"]));
+    let err = one_line_error(&host.berth_err(&[
+        "run",
+        "-d",
+        "--name",
+        "fourth",
+        "--network",
+        "n1",
+        "-p",
+        "9090:80",
+        "--",
+        "sleep",
+        "600",
+    ]));
     assert!(err.contains("9090"), "the error should name port 9090: {err}");
     eprintln!("host-process conflict message: {err}");
     let err = one_line_error(&host.berth_err(&["port", "add", "third", "9090:80"]));
@@ -232,7 +274,10 @@ fn a_port_range_is_one_map_element_and_forwards_every_port() {
         .map(|(name, count)| (name.clone(), count.saturating_sub(*before.get(name).unwrap_or(&0))))
         .filter(|(_, delta)| *delta > 0)
         .collect();
-    assert!(!grown.is_empty(), "publishing a range added no map or set element; maps before {before:?}, after {after:?}");
+    assert!(
+        !grown.is_empty(),
+        "publishing a range added no map or set element; maps before {before:?}, after {after:?}"
+    );
     for (name, delta) in &grown {
         assert_eq!(*delta, 1, "{name} grew by {delta} elements for one range (before {before:?}, after {after:?})");
     }
@@ -275,11 +320,28 @@ fn publish_all_picks_ports_from_the_ephemeral_range() {
     host.berth_ok(&["network", "create", "--subnet", "10.71.0.0/24", "n1"]);
     let range = host.sh_ok("cat /proc/sys/net/ipv4/ip_local_port_range");
     let bounds: Vec<u16> = range.split_whitespace().map(|p| p.parse().unwrap()).collect();
-    host.berth_ok(&["run", "-d", "--name", "web", "--network", "n1", "-P", "--expose", "80", "--", "python3", "-c", &py::addr_echo_server("0.0.0.0", &[80])]);
+    host.berth_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "n1",
+        "-P",
+        "--expose",
+        "80",
+        "--",
+        "python3",
+        "-c",
+        &py::addr_echo_server("0.0.0.0", &[80]),
+    ]);
     let ports = &host.inspect("web")["NetworkSettings"]["Ports"];
     let bindings = ports["80/tcp"].as_array().unwrap_or_else(|| panic!("80/tcp is not published: {ports}"));
     let host_port: u16 = bindings[0]["HostPort"].as_str().unwrap().parse().unwrap();
-    assert!((bounds[0]..=bounds[1]).contains(&host_port), "host port {host_port} is outside the ephemeral range {range}");
+    assert!(
+        (bounds[0]..=bounds[1]).contains(&host_port),
+        "host port {host_port} is outside the ephemeral range {range}"
+    );
     assert!(bindings.iter().all(|b| b["HostPort"] == bindings[0]["HostPort"]), "{ports}");
     assert_eq!(peer_tcp(&peer, HOST_LAN_IP, host_port, "any"), format!("{PEER_LAN_IP}|any"));
     let listing = host.berth_ok(&["port", "web"]);
@@ -360,7 +422,10 @@ fn removing_a_udp_mapping_drops_stale_conntrack_entries() {
 
     // The peer keeps one flow alive: same source port, a datagram every 20 ms.
     let _stream = peer.spawn_python(&py::udp_stream(40053, HOST_LAN_IP, 5353, 0.02));
-    assert!(wait_for(Duration::from_secs(5), || (count(&log_a) > 0).then_some(())).is_some(), "the flow never reached a");
+    assert!(
+        wait_for(Duration::from_secs(5), || (count(&log_a) > 0).then_some(())).is_some(),
+        "the flow never reached a"
+    );
     let first = std::fs::read_to_string(&log_a).unwrap();
     assert!(first.starts_with(&format!("53 {PEER_LAN_IP}:40053 n")), "{first}");
 
@@ -369,7 +434,8 @@ fn removing_a_udp_mapping_drops_stale_conntrack_entries() {
     // its datagrams now meet the host itself and the kernel tracks that too (an entry whose
     // reply comes from the host's own address, not a sandbox's).
     let meets_host = wait_for(Duration::from_secs(5), || {
-        let entries = String::from_utf8_lossy(&host.sh("conntrack -L -p udp --orig-port-src 40053 2>/dev/null").stdout).into_owned();
+        let entries = String::from_utf8_lossy(&host.sh("conntrack -L -p udp --orig-port-src 40053 2>/dev/null").stdout)
+            .into_owned();
         entries.contains(&format!("src={HOST_LAN_IP} dst={PEER_LAN_IP} sport=5353")).then_some(())
     });
     assert!(meets_host.is_some(), "the unpublished flow never met the host itself");
@@ -384,6 +450,9 @@ fn removing_a_udp_mapping_drops_stale_conntrack_entries() {
     );
     // And a gets no more of them, while b gets ten more (200 ms of the stream).
     let (a_then, b_then) = (count(&log_a), count(&log_b));
-    assert!(wait_for(Duration::from_secs(5), || (count(&log_b) >= b_then + 10).then_some(())).is_some(), "b got no more of the flow");
+    assert!(
+        wait_for(Duration::from_secs(5), || (count(&log_b) >= b_then + 10).then_some(())).is_some(),
+        "b got no more of the flow"
+    );
     assert_eq!(count(&log_a), a_then, "a still receives the flow after the move");
 }

@@ -27,8 +27,10 @@ def post(sock, path, body):
 "#;
 
 fn pid_of(host: &TestHost, pattern: &str) -> u32 {
-    wait_for(Duration::from_secs(5), || host.sh_ok(&format!("pgrep -f '{pattern}' || true")).lines().next()?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no process matches {pattern:?}"))
+    wait_for(Duration::from_secs(5), || {
+        host.sh_ok(&format!("pgrep -f '{pattern}' || true")).lines().next()?.trim().parse().ok()
+    })
+    .unwrap_or_else(|| panic!("no process matches {pattern:?}"))
 }
 
 /// Whether `pid` runs (exists and is not a zombie) in the host's pid namespace.
@@ -62,7 +64,11 @@ fn only_a_process_the_client_started_in_the_sandbox_can_be_registered() {
         (4_000_000, 400, "no process with pid"),
     ] {
         for sandbox in ["h", "b"] {
-            let (got, body) = host.api("POST", &format!("/v1/sandboxes/{sandbox}/processes"), Some(&json!({"Pid": pid, "Main": true})));
+            let (got, body) = host.api(
+                "POST",
+                &format!("/v1/sandboxes/{sandbox}/processes"),
+                Some(&json!({"Pid": pid, "Main": true})),
+            );
             let message = body["Message"].as_str().or(body["message"].as_str()).unwrap_or_default().to_owned();
             assert_eq!(got, status, "pid {pid} on {sandbox}: {body}");
             assert!(message.contains(expected), "pid {pid} on {sandbox}: {message:?}");
@@ -140,7 +146,8 @@ fn rm_sandboxes_whose_process_never_registered_are_removed() {
     }
     let mut host = TestHost::new(&[]);
     // What `berth run -d --rm -p 8080:80` leaves when berthd dies between create and register.
-    let (status, body) = host.api("POST", "/v1/sandboxes", Some(&json!({"Name": "before", "AutoRemove": true, "Ports": ["8080:80"]})));
+    let (status, body) =
+        host.api("POST", "/v1/sandboxes", Some(&json!({"Name": "before", "AutoRemove": true, "Ports": ["8080:80"]})));
     assert_eq!(status, 201, "{body}");
     host.kill_daemon();
     host.start_daemon(&[]);
@@ -153,7 +160,13 @@ fn rm_sandboxes_whose_process_never_registered_are_removed() {
     assert_eq!(status, 201, "{body}");
 
     let names = |host: &TestHost| -> Vec<String> {
-        let mut names: Vec<String> = host.berth_json(&["ps"]).as_array().unwrap().iter().map(|s| s["Name"].as_str().unwrap().to_owned()).collect();
+        let mut names: Vec<String> = host
+            .berth_json(&["ps"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["Name"].as_str().unwrap().to_owned())
+            .collect();
         names.sort();
         names
     };

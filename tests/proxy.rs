@@ -35,7 +35,12 @@ fn proxy_log(host: &TestHost) -> String {
 /// The one berth-proxy process of the host; fails the test when there is none or more than one.
 fn the_proxy(host: &TestHost) -> u32 {
     let pids = host.pids_named("berth-proxy");
-    assert_eq!(pids.len(), 1, "expected exactly one berth-proxy process in the host, found {pids:?}; proxy log:\n{}", proxy_log(host));
+    assert_eq!(
+        pids.len(),
+        1,
+        "expected exactly one berth-proxy process in the host, found {pids:?}; proxy log:\n{}",
+        proxy_log(host)
+    );
     pids[0]
 }
 
@@ -70,7 +75,10 @@ else:
 /// connection fails or closes without an answer (the backend may still be starting). The answer,
 /// or "FAILED: <last error>".
 fn fetch(host: &TestHost, addr: &str, port: u16, message: &str) -> String {
-    host.python_ok(&fill(FETCH, &[("__ADDR__", addr.to_owned()), ("__PORT__", port.to_string()), ("__MESSAGE__", message.to_owned())]))
+    host.python_ok(&fill(
+        FETCH,
+        &[("__ADDR__", addr.to_owned()), ("__PORT__", port.to_string()), ("__MESSAGE__", message.to_owned())],
+    ))
 }
 
 const HTTP_GET: &str = r#"
@@ -100,12 +108,33 @@ fn host_processes_fetch_from_a_sandbox_through_127_0_0_1_and_ipv6_loopback() {
     std::fs::write(root.join("hello.txt"), "hello from the sandbox\n").unwrap();
     let www = root.to_str().unwrap();
     host.berth_ok(&[
-        "run", "-d", "--name", "web", "--network", "n1", "-p", "8080:80", "--", "python3", "-m", "http.server", "80", "--bind", "0.0.0.0",
-        "--directory", www,
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "n1",
+        "-p",
+        "8080:80",
+        "--",
+        "python3",
+        "-m",
+        "http.server",
+        "80",
+        "--bind",
+        "0.0.0.0",
+        "--directory",
+        www,
     ]);
-    assert!(host.wait_listening("web", 80, "tcp", Duration::from_secs(10)), "the http server in the sandbox did not start");
+    assert!(
+        host.wait_listening("web", 80, "tcp", Duration::from_secs(10)),
+        "the http server in the sandbox did not start"
+    );
     // The network has no IPv6: a client on ::1 reaches the IPv4 sandbox through the proxy only.
-    assert!(host.inspect("web")["NetworkSettings"]["Networks"]["n1"]["GlobalIPv6Address"].as_str().unwrap_or("").is_empty());
+    assert!(host.inspect("web")["NetworkSettings"]["Networks"]["n1"]["GlobalIPv6Address"]
+        .as_str()
+        .unwrap_or("")
+        .is_empty());
     for url in ["http://127.0.0.1:8080/hello.txt", "http://[::1]:8080/hello.txt"] {
         let body = host.python_ok(&HTTP_GET.replace("__URL__", url));
         assert_eq!(body, "hello from the sandbox", "GET {url}; proxy log:\n{}", proxy_log(&host));
@@ -126,9 +155,24 @@ fn loopback_tcp_and_udp_reach_an_ipv4_sandbox_from_both_families_via_the_proxy()
     let gw = gateway(&host, "echo", "n1");
     let log = || proxy_log(&host);
     assert_eq!(fetch(&host, "127.0.0.1", 8080, "tcp4"), format!("{gw}|tcp4"), "proxy log:\n{}", log());
-    assert_eq!(fetch(&host, "::1", 8080, "tcp6"), format!("{gw}|tcp6"), "IPv6 client → IPv4 sandbox; proxy log:\n{}", log());
-    assert_eq!(host.python_ok(&py::udp_probe("127.0.0.1", 8080, "udp4", 5.0)), format!("{gw}|udp4"), "proxy log:\n{}", log());
-    assert_eq!(host.python_ok(&py::udp_probe("::1", 8080, "udp6", 5.0)), format!("{gw}|udp6"), "IPv6 client → IPv4 sandbox; proxy log:\n{}", log());
+    assert_eq!(
+        fetch(&host, "::1", 8080, "tcp6"),
+        format!("{gw}|tcp6"),
+        "IPv6 client → IPv4 sandbox; proxy log:\n{}",
+        log()
+    );
+    assert_eq!(
+        host.python_ok(&py::udp_probe("127.0.0.1", 8080, "udp4", 5.0)),
+        format!("{gw}|udp4"),
+        "proxy log:\n{}",
+        log()
+    );
+    assert_eq!(
+        host.python_ok(&py::udp_probe("::1", 8080, "udp6", 5.0)),
+        format!("{gw}|udp6"),
+        "IPv6 client → IPv4 sandbox; proxy log:\n{}",
+        log()
+    );
     the_proxy(&host);
 }
 
@@ -259,17 +303,31 @@ fn udp_through_the_proxy_answers_each_of_two_concurrent_clients() {
     host.serve("dns", "n1", &["127.0.0.1:5353:53/udp"], UDP_PORT_ECHO);
     assert!(host.wait_listening("dns", 53, "udp", Duration::from_secs(10)), "the UDP server did not start");
     // Warm up: one answer proves the path before the two clients race.
-    assert!(host.python_ok(&py::udp_probe("127.0.0.1", 5353, "warm", 5.0)).ends_with("|warm"), "proxy log:\n{}", proxy_log(&host));
+    assert!(
+        host.python_ok(&py::udp_probe("127.0.0.1", 5353, "warm", 5.0)).ends_with("|warm"),
+        "proxy log:\n{}",
+        proxy_log(&host)
+    );
     let out = host.python_ok(UDP_TWO_CLIENTS);
     let results: Value = serde_json::from_str(&out).unwrap_or_else(|_| panic!("client printed {out:?}"));
     for tag in ["a", "b"] {
         let r = &results[tag];
         assert_eq!(r["crossed"], serde_json::json!([]), "client {tag} got the other client's answers: {results}");
-        assert_eq!(r["ok"], 200, "client {tag} did not get all its answers (each datagram tried up to 6 times): {results}");
+        assert_eq!(
+            r["ok"], 200,
+            "client {tag} did not get all its answers (each datagram tried up to 6 times): {results}"
+        );
         // One flow per client: each client's datagrams reach the backend from one source port.
-        assert_eq!(r["backend_ports"].as_array().map(Vec::len), Some(1), "client {tag}'s datagrams came from several proxy ports: {results}");
+        assert_eq!(
+            r["backend_ports"].as_array().map(Vec::len),
+            Some(1),
+            "client {tag}'s datagrams came from several proxy ports: {results}"
+        );
     }
-    assert_ne!(results["a"]["backend_ports"], results["b"]["backend_ports"], "the two clients share one flow to the backend: {results}");
+    assert_ne!(
+        results["a"]["backend_ports"], results["b"]["backend_ports"],
+        "the two clients share one flow to the backend: {results}"
+    );
 }
 
 const BACKEND_DOWN: &str = r#"
@@ -314,7 +372,10 @@ fn a_backend_that_refuses_closes_the_client_connection_at_once() {
             "attempt {attempt}: the client connection was not closed ({verdict}, {seconds:.3} s); proxy log:\n{}",
             proxy_log(&host)
         );
-        assert!(seconds < 0.5, "attempt {attempt}: the client was closed only after {seconds:.3} s (want well under 1 s)");
+        assert!(
+            seconds < 0.5,
+            "attempt {attempt}: the client was closed only after {seconds:.3} s (want well under 1 s)"
+        );
     }
 }
 
@@ -376,7 +437,13 @@ struct Transfer {
 impl Transfer {
     fn start(host: &TestHost, addr: &str) -> Self {
         let script = fill(STREAM_CLIENT, &[("__COUNT__", STREAM_MIB.to_string()), ("__ADDR__", addr.to_owned())]);
-        let child = host.command("python3").args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::piped()).spawn().expect("client");
+        let child = host
+            .command("python3")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("client");
         let mut client = Background::from_child(child);
         let lines = BufReader::new(client.child().stdout.take().expect("stdout")).lines();
         let mut transfer = Self { client, lines };
@@ -395,7 +462,8 @@ impl Transfer {
         let _ = self.client.child().wait();
         let expected = u64::from(STREAM_MIB) << 20;
         assert!(
-            summary.starts_with(&format!("bytes={expected} expected={expected} digest_ok=True")) && summary.ends_with("error=none"),
+            summary.starts_with(&format!("bytes={expected} expected={expected} digest_ok=True"))
+                && summary.ends_with("error=none"),
             "the proxied transfer did not survive {what}: {summary}; proxy log:\n{}",
             proxy_log(host)
         );
@@ -452,10 +520,20 @@ fn a_proxied_transfer_survives_a_berthd_restart() {
     v4.finish("berthd's SIGTERM and restart (127.0.0.1)", &host);
     v6.finish("berthd's SIGTERM and restart (::1)", &host);
     assert_eq!(the_proxy(&host), proxy, "the restarted berthd replaced the proxy instead of re-syncing it");
-    assert_eq!(host.python_ok(STREAM_PROBE), "ok", "a new connection after the restart; proxy log:\n{}", proxy_log(&host));
+    assert_eq!(
+        host.python_ok(STREAM_PROBE),
+        "ok",
+        "a new connection after the restart; proxy log:\n{}",
+        proxy_log(&host)
+    );
     // The restarted berthd knows the proxy's mapping: removing it closes the listener.
     host.berth_ok(&["port", "rm", "stream", "80"]);
-    assert_eq!(connect_probe(&host, "127.0.0.1", 8080), "refused", "127.0.0.1:8080 after `port rm` following a restart; proxy log:\n{}", proxy_log(&host));
+    assert_eq!(
+        connect_probe(&host, "127.0.0.1", 8080),
+        "refused",
+        "127.0.0.1:8080 after `port rm` following a restart; proxy log:\n{}",
+        proxy_log(&host)
+    );
 }
 
 #[test]
@@ -469,11 +547,21 @@ fn a_proxied_transfer_survives_berthd_being_killed() {
     host.kill_daemon();
     assert_eq!(host.pids_named("berth-proxy"), vec![proxy], "the proxy did not outlive berthd's SIGKILL");
     // The proxy keeps serving on its own: a new connection works while berthd is down.
-    assert_eq!(host.python_ok(STREAM_PROBE), "ok", "a new connection while berthd is down; proxy log:\n{}", proxy_log(&host));
+    assert_eq!(
+        host.python_ok(STREAM_PROBE),
+        "ok",
+        "a new connection while berthd is down; proxy log:\n{}",
+        proxy_log(&host)
+    );
     host.start_daemon(&[]);
     transfer.finish("berthd's SIGKILL and restart", &host);
     assert_eq!(the_proxy(&host), proxy, "the restarted berthd replaced the proxy instead of re-syncing it");
-    assert_eq!(host.python_ok(STREAM_PROBE), "ok", "a new connection after the restart; proxy log:\n{}", proxy_log(&host));
+    assert_eq!(
+        host.python_ok(STREAM_PROBE),
+        "ok",
+        "a new connection after the restart; proxy log:\n{}",
+        proxy_log(&host)
+    );
 }
 
 const KILL_PROXY_AND_RECONNECT: &str = r#"
@@ -511,16 +599,31 @@ fn berthd_restarts_a_killed_proxy_and_new_connections_work_within_a_second() {
     for round in 0..2 {
         let before = the_proxy(&host);
         let took = host.python_ok(KILL_PROXY_AND_RECONNECT);
-        let seconds: f64 = took.parse().unwrap_or_else(|_| panic!("round {round}: no connection after the proxy was killed: {took}; berthd log:\n{}", host.daemon_log()));
+        let seconds: f64 = took.parse().unwrap_or_else(|_| {
+            panic!(
+                "round {round}: no connection after the proxy was killed: {took}; berthd log:\n{}",
+                host.daemon_log()
+            )
+        });
         eprintln!("round {round}: a new connection worked {seconds:.3} s after kill -9 of the proxy");
-        assert!(seconds < 1.0, "round {round}: new connections worked again only {seconds:.3} s after the proxy was killed (want < 1 s)");
+        assert!(
+            seconds < 1.0,
+            "round {round}: new connections worked again only {seconds:.3} s after the proxy was killed (want < 1 s)"
+        );
         let after = wait_for(Duration::from_secs(2), || {
             let pids = host.pids_named("berth-proxy");
             (pids.len() == 1 && pids[0] != before).then_some(pids[0])
         });
-        assert!(after.is_some(), "round {round}: want one new berth-proxy, have {:?} (killed {before})", host.pids_named("berth-proxy"));
+        assert!(
+            after.is_some(),
+            "round {round}: want one new berth-proxy, have {:?} (killed {before})",
+            host.pids_named("berth-proxy")
+        );
         // Every mapping came back, UDP too, on both families.
-        assert!(fetch(&host, "::1", 8080, "six").ends_with("|six"), "round {round}: [::1]:8080 after the proxy restart");
+        assert!(
+            fetch(&host, "::1", 8080, "six").ends_with("|six"),
+            "round {round}: [::1]:8080 after the proxy restart"
+        );
         let udp = host.python_ok(&py::udp_probe("127.0.0.1", 8080, "udp", 3.0));
         assert!(udp.ends_with("|udp"), "round {round}: 127.0.0.1:8080/udp after the proxy restart: {udp}");
     }
@@ -621,7 +724,10 @@ fn a_published_range_of_1000_ports_answers_on_127_0_0_1() {
     let started = Instant::now();
     host.serve("ranged", "n1", &["127.0.0.1:21000-21999:21000-21999"], &py::addr_echo_server("0.0.0.0", &ports));
     eprintln!("run -p with 1,000 ports took {:?} (CLI included)", started.elapsed());
-    assert!(host.wait_listening("ranged", *ports.last().unwrap(), "tcp", Duration::from_secs(10)), "the echo server did not start");
+    assert!(
+        host.wait_listening("ranged", *ports.last().unwrap(), "tcp", Duration::from_secs(10)),
+        "the echo server did not start"
+    );
     let listeners = host.sh_ok("ss -Hltn 'src 127.0.0.1 and sport >= :21000 and sport <= :21999' | wc -l");
     assert_eq!(listeners.trim(), "1000", "listening sockets on 127.0.0.1:21000-21999 (seed {seed})");
     let list = format!("[{}]", ports.iter().map(u16::to_string).collect::<Vec<_>>().join(","));
@@ -633,7 +739,11 @@ fn a_published_range_of_1000_ports_answers_on_127_0_0_1() {
         .filter(|port| results[port.to_string()] != format!("{gw}|p{port}").as_str())
         .map(|port| format!("{port}: {}", results[port.to_string()]))
         .collect();
-    assert!(wrong.is_empty(), "ports of the range that did not answer through the proxy (seed {seed}): {wrong:?}; proxy log:\n{}", proxy_log(&host));
+    assert!(
+        wrong.is_empty(),
+        "ports of the range that did not answer through the proxy (seed {seed}): {wrong:?}; proxy log:\n{}",
+        proxy_log(&host)
+    );
     the_proxy(&host);
 }
 
@@ -658,19 +768,28 @@ fn one_proxy_process_serves_every_published_port() {
             args.extend_from_slice(&["-p", spec]);
         }
         // On the dual-stack network the server takes both families.
-        let script =
-            py::addr_echo_server(if *network == "n6" { "::" } else { "0.0.0.0" }, &[80, 81, 82, 83, 84, 85, 86, 87, 88, 89, base + 20, base + 29]);
+        let script = py::addr_echo_server(
+            if *network == "n6" { "::" } else { "0.0.0.0" },
+            &[80, 81, 82, 83, 84, 85, 86, 87, 88, 89, base + 20, base + 29],
+        );
         args.extend_from_slice(&["--", "python3", "-c", &script]);
         host.berth_ok(&args);
     }
     host.berth_ok(&["port", "add", "s0", "9990-9999:9990-9999"]);
     let proxies = host.pids_named("berth-proxy");
-    assert_eq!(proxies.len(), 1, "one berth-proxy for 4 sandboxes with 130 mappings over both families, found {proxies:?}");
+    assert_eq!(
+        proxies.len(),
+        1,
+        "one berth-proxy for 4 sandboxes with 130 mappings over both families, found {proxies:?}"
+    );
     // And it serves them all: a sample over sandboxes, protocols and families.
     assert!(host.wait_listening("s3", 89, "tcp", Duration::from_secs(10)));
     assert!(fetch(&host, "127.0.0.1", 9000, "s0").ends_with("|s0"));
     assert!(fetch(&host, "::1", 9209, "s2").ends_with("|s2"));
-    assert!(fetch(&host, "127.0.0.1", 9329, "s3").ends_with("|s3"), "127.0.0.1:9329 (of the range 127.0.0.1:9320-9329)");
+    assert!(
+        fetch(&host, "127.0.0.1", 9329, "s3").ends_with("|s3"),
+        "127.0.0.1:9329 (of the range 127.0.0.1:9320-9329)"
+    );
     assert!(host.python_ok(&py::udp_probe("::1", 9359, "u3", 5.0)).ends_with("|u3"));
     // Removing a sandbox leaves the one proxy in place.
     host.berth_ok(&["rm", "-f", "s1"]);
@@ -688,7 +807,12 @@ fn without_the_userland_proxy_loopback_goes_through_dnat_and_stays_off_the_lan()
     let log = host.dir().join("udp.log");
     std::fs::write(&log, "").unwrap();
     host.serve("echo", "n1", &["127.0.0.1:8080:80"], &py::addr_echo_server("0.0.0.0", &[80]));
-    host.serve("dns", "n1", &["127.0.0.1:5300:53/udp", "5301:54/udp"], &py::udp_log_server(&[53, 54], log.to_str().unwrap()));
+    host.serve(
+        "dns",
+        "n1",
+        &["127.0.0.1:5300:53/udp", "5301:54/udp"],
+        &py::udp_log_server(&[53, 54], log.to_str().unwrap()),
+    );
     assert!(host.wait_listening("echo", 80, "tcp", Duration::from_secs(10)));
     assert!(host.pids_named("berth-proxy").is_empty(), "a berth-proxy runs although --userland-proxy=false");
     // Loopback DNAT needs route_localnet on berth's bridges, and only there.

@@ -59,7 +59,11 @@ fn sandboxes_reach_their_gateway_on_two_networks() {
         .iter()
         .map(|gateway| {
             let script = py::tcp_echo_server(gateway, 8000);
-            host.command("python3").args(["-c", &script]).stdout(std::process::Stdio::null()).spawn().expect("gateway listener")
+            host.command("python3")
+                .args(["-c", &script])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .expect("gateway listener")
         })
         .collect();
     assert_eq!(host.python_in("on-a", &py::tcp_client("10.20.0.1", 8000, "gw-a")), "echo:gw-a");
@@ -82,7 +86,9 @@ fn inspect_reports_what_the_kernel_has() {
     host.berth_ok(&["network", "connect", "--ip", "10.31.0.9", "n2", "s"]);
     let inspect = host.inspect("s");
     let netns = inspect["NetworkSettings"]["SandboxKey"].as_str().unwrap().to_owned();
-    for (network, interface, ip, gateway) in [("n1", "eth0", "10.30.0.7", "10.30.0.254"), ("n2", "eth1", "10.31.0.9", "10.31.0.1")] {
+    for (network, interface, ip, gateway) in
+        [("n1", "eth0", "10.30.0.7", "10.30.0.254"), ("n2", "eth1", "10.31.0.9", "10.31.0.1")]
+    {
         let settings = &inspect["NetworkSettings"]["Networks"][network];
         assert_eq!(settings["IPAddress"], ip);
         assert_eq!(settings["Gateway"], gateway);
@@ -92,7 +98,8 @@ fn inspect_reports_what_the_kernel_has() {
         let mac = format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", octets[0], octets[1], octets[2], octets[3]);
         assert_eq!(settings["MacAddress"], mac.as_str());
         // Read the kernel's view with ip(8) from the host side.
-        let kernel: serde_json::Value = serde_json::from_str(&host.sh_ok(&format!("nsenter --net={netns} ip -j addr show {interface}"))).unwrap();
+        let kernel: serde_json::Value =
+            serde_json::from_str(&host.sh_ok(&format!("nsenter --net={netns} ip -j addr show {interface}"))).unwrap();
         assert_eq!(kernel[0]["address"], mac.as_str());
         let addrs: Vec<String> = kernel[0]["addr_info"]
             .as_array()
@@ -101,7 +108,8 @@ fn inspect_reports_what_the_kernel_has() {
             .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
             .collect();
         assert_eq!(addrs, vec![format!("{ip}/24")], "IPv4-only interfaces carry no IPv6 address");
-        let disable_ipv6 = host.sh_ok(&format!("nsenter --net={netns} cat /proc/sys/net/ipv6/conf/{interface}/disable_ipv6"));
+        let disable_ipv6 =
+            host.sh_ok(&format!("nsenter --net={netns} cat /proc/sys/net/ipv6/conf/{interface}/disable_ipv6"));
         assert_eq!(disable_ipv6.trim(), "1");
         let accept_ra = host.sh_ok(&format!("nsenter --net={netns} cat /proc/sys/net/ipv6/conf/{interface}/accept_ra"));
         assert_eq!(accept_ra.trim(), "0");
@@ -136,12 +144,31 @@ fn host_none_and_container_modes() {
     // container:NAME shares the namespace: same address, and localhost reaches the other's server.
     host.serve("web", "bridge", &[], &py::tcp_echo_server("0.0.0.0", 9000));
     let ip = host.ip_of("web", "bridge");
-    let out = host.berth_ok(&["run", "--rm", "--network", "container:web", "--", "python3", "-c", &py::tcp_client("127.0.0.1", 9000, "side")]);
+    let out = host.berth_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:web",
+        "--",
+        "python3",
+        "-c",
+        &py::tcp_client("127.0.0.1", 9000, "side"),
+    ]);
     assert_eq!(out.trim(), "echo:side");
-    let addr = host.berth_ok(&["run", "--rm", "--network", "container:web", "--", "sh", "-c", "ip -4 -o addr show eth0"]);
+    let addr =
+        host.berth_ok(&["run", "--rm", "--network", "container:web", "--", "sh", "-c", "ip -4 -o addr show eth0"]);
     assert!(addr.contains(&format!("{ip}/16")), "{addr}");
     // Hostname and hosts file of the sandbox.
-    let out = host.berth_ok(&["run", "--rm", "--hostname", "box1", "--", "sh", "-c", "hostname; cat /etc/hostname; grep box1 /etc/hosts"]);
+    let out = host.berth_ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "box1",
+        "--",
+        "sh",
+        "-c",
+        "hostname; cat /etc/hostname; grep box1 /etc/hosts",
+    ]);
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "box1");
     assert_eq!(lines[1], "box1");
@@ -172,7 +199,10 @@ fn attach_gives_a_foreign_namespace_an_endpoint() {
     assert!(addr.contains("10.40.0.50/24"), "{addr}");
     host.serve("peer", "n1", &[], &py::tcp_echo_server("0.0.0.0", 7100));
     let peer_ip = host.ip_of("peer", "n1");
-    let out = host.sh_ok(&format!("nsenter --net={netns} python3 -c \"{}\"", py::tcp_client(&peer_ip, 7100, "from-foreign").replace('"', "\\\"")));
+    let out = host.sh_ok(&format!(
+        "nsenter --net={netns} python3 -c \"{}\"",
+        py::tcp_client(&peer_ip, 7100, "from-foreign").replace('"', "\\\"")
+    ));
     assert_eq!(out.trim(), "echo:from-foreign");
     // Removing the sandbox takes the endpoint but leaves the foreign namespace alone.
     host.berth_ok(&["rm", "-f", "foreign"]);
@@ -190,7 +220,12 @@ fn attaching_the_hosts_or_a_sandboxs_namespace_is_refused() {
     host.berth_ok(&["run", "-d", "--name", "s", "--network", "n1", "--", "sleep", "600"]);
     let sandbox_key = host.inspect("s")["NetworkSettings"]["SandboxKey"].as_str().expect("SandboxKey").to_owned();
     let berthd = host.berth_json(&["version"])["Pid"].as_u64().expect("berthd's pid");
-    let host_state = || (host.links(), host.sh_ok("ip -o addr show; ip route show; ip -6 route show; sysctl -n net.ipv6.conf.all.disable_ipv6"));
+    let host_state = || {
+        (
+            host.links(),
+            host.sh_ok("ip -o addr show; ip route show; ip -6 route show; sysctl -n net.ipv6.conf.all.disable_ipv6"),
+        )
+    };
     let before = (host_state(), host.berth_json(&["ps"]));
     let own = format!("/proc/{berthd}/ns/net");
     for (netns, expected) in [
@@ -204,7 +239,8 @@ fn attaching_the_hosts_or_a_sandboxs_namespace_is_refused() {
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
         assert_eq!((host_state(), host.berth_json(&["ps"])), before, "attaching {netns} changed something");
     }
-    let (status, _) = host.api("POST", "/v1/sandboxes", Some(&serde_json::json!({"Name": "x", "Netns": "/proc/1/ns/net"})));
+    let (status, _) =
+        host.api("POST", "/v1/sandboxes", Some(&serde_json::json!({"Name": "x", "Netns": "/proc/1/ns/net"})));
     assert_eq!(status, 403);
     let (status, _) = host.api("POST", "/v1/sandboxes", Some(&serde_json::json!({"Name": "x", "Netns": sandbox_key})));
     assert_eq!(status, 409);
@@ -219,7 +255,20 @@ fn mac_addresses_asked_for_are_the_kernels_and_checked() {
     for (name, subnet) in [("n1", "10.42.0.0/24"), ("n2", "10.43.0.0/24"), ("n3", "10.44.0.0/24")] {
         host.berth_ok(&["network", "create", "--subnet", subnet, name]);
     }
-    host.berth_ok(&["run", "-d", "--name", "m", "--network", "n1", "--mac-address", "02:AA:bb:cc:dd:01", "--", "python3", "-c", &py::tcp_echo_server("0.0.0.0", 7200)]);
+    host.berth_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "m",
+        "--network",
+        "n1",
+        "--mac-address",
+        "02:AA:bb:cc:dd:01",
+        "--",
+        "python3",
+        "-c",
+        &py::tcp_echo_server("0.0.0.0", 7200),
+    ]);
     host.berth_ok(&["network", "connect", "--mac-address", "02:aa:bb:cc:dd:02", "n2", "m"]);
     let (status, body) = host.api(
         "POST",
@@ -231,7 +280,10 @@ fn mac_addresses_asked_for_are_the_kernels_and_checked() {
     for (network, mac) in [("n1", "02:aa:bb:cc:dd:01"), ("n2", "02:aa:bb:cc:dd:02"), ("n3", "02:aa:bb:cc:dd:03")] {
         assert_eq!(networks[network]["MacAddress"], mac, "{networks}");
         let interface = networks[network]["Interface"].as_str().unwrap();
-        let kernel = String::from_utf8_lossy(&host.exec("m", &format!("cat /sys/class/net/{interface}/address")).stdout).trim().to_owned();
+        let kernel =
+            String::from_utf8_lossy(&host.exec("m", &format!("cat /sys/class/net/{interface}/address")).stdout)
+                .trim()
+                .to_owned();
         assert_eq!(kernel, mac, "{network}");
     }
     // A peer that talked to it has learnt that MAC for its address.
@@ -242,26 +294,49 @@ fn mac_addresses_asked_for_are_the_kernels_and_checked() {
     assert!(neigh.contains("02:aa:bb:cc:dd:01"), "{neigh}");
     // A derived MAC never copies one asked for on the same network: 10.42.0.5 would be
     // 02:42:0a:2a:00:05, which "late" asks for first.
-    host.berth_ok(&["run", "-d", "--name", "late", "--network", "n1", "--mac-address", "02:42:0a:2a:00:05", "--", "sleep", "600"]);
+    host.berth_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "late",
+        "--network",
+        "n1",
+        "--mac-address",
+        "02:42:0a:2a:00:05",
+        "--",
+        "sleep",
+        "600",
+    ]);
     host.berth_ok(&["run", "-d", "--name", "derived", "--network", "n1", "--ip", "10.42.0.5", "--", "sleep", "600"]);
-    let derived = host.inspect("derived")["NetworkSettings"]["Networks"]["n1"]["MacAddress"].as_str().unwrap().to_owned();
+    let derived =
+        host.inspect("derived")["NetworkSettings"]["Networks"]["n1"]["MacAddress"].as_str().unwrap().to_owned();
     assert_ne!(derived, "02:42:0a:2a:00:05");
 
     let before = (host.berth_json(&["ps"]), host.links());
     for (args, expected) in [
-        (&["run", "--network", "n1", "--mac-address", "02:aa:bb:cc:dd:01", "--", "true"][..], "already in use on network n1"),
+        (
+            &["run", "--network", "n1", "--mac-address", "02:aa:bb:cc:dd:01", "--", "true"][..],
+            "already in use on network n1",
+        ),
         (&["run", "--network", "n1", "--mac-address", "01:00:5e:00:00:01", "--", "true"][..], "multicast"),
         (&["run", "--network", "n1", "--mac-address", "00:00:00:00:00:00", "--", "true"][..], "all zeros"),
         (&["run", "--network", "n1", "--mac-address", "02:aa:bb", "--", "true"][..], "invalid MAC address"),
         (&["run", "--network", "host", "--mac-address", "02:aa:bb:cc:dd:09", "--", "true"][..], "--mac-address"),
         (&["network", "connect", "--mac-address", "02:aa:bb:cc:dd:01", "n1", "peer"][..], "already connected"),
-        (&["network", "connect", "--mac-address", "02:aa:bb:cc:dd:02", "n2", "peer"][..], "already in use on network n2"),
+        (
+            &["network", "connect", "--mac-address", "02:aa:bb:cc:dd:02", "n2", "peer"][..],
+            "already in use on network n2",
+        ),
     ] {
         let err = host.berth_err(args);
         assert!(err.contains(expected), "berth {args:?}: {err}");
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     }
-    let (status, _) = host.api("POST", "/v1/networks/n2/connect", Some(&serde_json::json!({"Container": "peer", "MacAddress": "02:aa:bb:cc:dd:02"})));
+    let (status, _) = host.api(
+        "POST",
+        "/v1/networks/n2/connect",
+        Some(&serde_json::json!({"Container": "peer", "MacAddress": "02:aa:bb:cc:dd:02"})),
+    );
     assert_eq!(status, 409);
     assert_eq!((host.berth_json(&["ps"]), host.links()), before, "a refused MAC changed something");
 }
@@ -294,12 +369,26 @@ fn interrupt_reaches_the_foreground_command() {
     }
     let host = TestHost::new(&[]);
     let mut cmd = host.berth_command();
-    cmd.args(["run", "--name", "sleeper", "--", "sh", "-c", "trap 'echo got-int; exit 3' INT; sleep 30 >/dev/null & wait"])
-        .stdout(std::process::Stdio::piped());
+    cmd.args([
+        "run",
+        "--name",
+        "sleeper",
+        "--",
+        "sh",
+        "-c",
+        "trap 'echo got-int; exit 3' INT; sleep 30 >/dev/null & wait",
+    ])
+    .stdout(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     // The sandbox exists once the CLI has asked berthd for it; until then inspect fails.
-    while host.berth(&["inspect", "sleeper"]).status.success().then(|| host.inspect("sleeper")["State"]["Running"] == true) != Some(true) {
+    while host
+        .berth(&["inspect", "sleeper"])
+        .status
+        .success()
+        .then(|| host.inspect("sleeper")["State"]["Running"] == true)
+        != Some(true)
+    {
         assert!(std::time::Instant::now() < deadline, "sandbox process did not start");
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -344,10 +433,25 @@ fn add_host_entries_reach_etc_hosts_and_host_gateway_reaches_the_host() {
     // A server of the host itself, on every address.
     let _server = host.spawn("python3", &["-c", &py::tcp_echo_server("0.0.0.0", 9000)]);
     host.berth_ok(&[
-        "run", "-d", "--name", "app", "--network", "n1", "--add-host", "host.docker.internal:host-gateway",
-        "--add-host", "db:192.0.2.7", "--add-host", "v6=[2001:db8::7]", "--", "sleep", "600",
+        "run",
+        "-d",
+        "--name",
+        "app",
+        "--network",
+        "n1",
+        "--add-host",
+        "host.docker.internal:host-gateway",
+        "--add-host",
+        "db:192.0.2.7",
+        "--add-host",
+        "v6=[2001:db8::7]",
+        "--",
+        "sleep",
+        "600",
     ]);
-    let getent = |name: &str| String::from_utf8_lossy(&host.exec("app", &format!("getent hosts {name}")).stdout).trim().to_owned();
+    let getent = |name: &str| {
+        String::from_utf8_lossy(&host.exec("app", &format!("getent hosts {name}")).stdout).trim().to_owned()
+    };
     // host-gateway is the default network's gateway, a host address: real traffic reaches the
     // host's server through it from a sandbox on another network.
     assert!(getent("host.docker.internal").starts_with("172.17.0.1 "), "{}", getent("host.docker.internal"));
@@ -360,21 +464,39 @@ fn add_host_entries_reach_etc_hosts_and_host_gateway_reaches_the_host() {
     assert!(hosts.find(&own).unwrap() < hosts.find("172.17.0.1\thost.docker.internal").unwrap(), "{hosts}");
     let listed = serde_json::json!(["host.docker.internal:172.17.0.1", "db:192.0.2.7", "v6:2001:db8::7"]);
     assert_eq!(host.inspect("app")["ExtraHosts"], listed);
-    let docker_view = host.sh_ok(&format!("curl -sS --unix-socket {} http://berthd/v1.47/containers/app/json", host.socket().display()));
+    let docker_view = host
+        .sh_ok(&format!("curl -sS --unix-socket {} http://berthd/v1.47/containers/app/json", host.socket().display()));
     let docker_view: serde_json::Value = serde_json::from_str(&docker_view).unwrap();
     assert_eq!(docker_view["HostConfig"]["ExtraHosts"], listed, "{docker_view}");
     // Host mode: the host's file, then the entry.
-    host.berth_ok(&["run", "-d", "--name", "onhost", "--network", "host", "--add-host", "extra:192.0.2.9", "--", "sleep", "600"]);
+    host.berth_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "onhost",
+        "--network",
+        "host",
+        "--add-host",
+        "extra:192.0.2.9",
+        "--",
+        "sleep",
+        "600",
+    ]);
     let hosts = String::from_utf8_lossy(&host.exec("onhost", "cat /etc/hosts").stdout).into_owned();
     let host_file = std::fs::read_to_string("/etc/hosts").unwrap();
     assert!(hosts.starts_with(host_file.trim_end()) && hosts.ends_with("192.0.2.9\textra\n"), "{hosts}");
     // Bad entries: one line, no sandbox.
     let before = host.berth_ok(&["ps"]);
-    for (spec, says) in [("nocolon", "NAME:IP is expected"), ("db:not-an-ip", "not an IP address"), ("bad name:192.0.2.1", "not a host name")] {
+    for (spec, says) in [
+        ("nocolon", "NAME:IP is expected"),
+        ("db:not-an-ip", "not an IP address"),
+        ("bad name:192.0.2.1", "not a host name"),
+    ] {
         let err = host.berth_err(&["run", "-d", "--add-host", spec, "--", "sleep", "1"]);
         assert!(err.contains(says) && err.trim().lines().count() == 1, "{spec}: {err}");
     }
-    let err = host.berth_err(&["run", "-d", "--network", "container:app", "--add-host", "x:192.0.2.1", "--", "sleep", "1"]);
+    let err =
+        host.berth_err(&["run", "-d", "--network", "container:app", "--add-host", "x:192.0.2.1", "--", "sleep", "1"]);
     assert!(err.contains("cannot be used with network mode container:app"), "{err}");
     assert_eq!(host.berth_ok(&["ps"]), before);
 }

@@ -250,12 +250,16 @@ fn load(args: &Args, template: &[u8]) -> Result<serde_json::Value> {
         all.first_error = all.first_error.or(t.first_error);
     }
     let seconds = (window.until - window.from).as_secs_f64();
-    let rcodes: serde_json::Map<String, serde_json::Value> =
-        all.rcodes.iter().map(|(code, n)| (hickory_proto::op::ResponseCode::from(0, *code).to_string(), json!(n))).collect();
+    let rcodes: serde_json::Map<String, serde_json::Value> = all
+        .rcodes
+        .iter()
+        .map(|(code, n)| (hickory_proto::op::ResponseCode::from(0, *code).to_string(), json!(n)))
+        .collect();
     let failures = all.rcodes.values().sum::<u64>() + all.empty + all.truncated + all.wrong + all.timeouts + all.errors;
     let mut latencies = all.latencies;
     latencies.sort_unstable();
-    let mean = if latencies.is_empty() { f64::NAN } else { us(latencies.iter().sum::<Duration>()) / latencies.len() as f64 };
+    let mean =
+        if latencies.is_empty() { f64::NAN } else { us(latencies.iter().sum::<Duration>()) / latencies.len() as f64 };
     Ok(json!({
         "mode": "udp",
         "server": args.server.to_string(),
@@ -289,7 +293,15 @@ fn load(args: &Args, template: &[u8]) -> Result<serde_json::Value> {
 }
 
 /// One socket's loop: `depth` queries outstanding until the window closes.
-fn run_socket(socket: &UdpSocket, index: usize, depth: usize, template: &[u8], window: &Window, timeout: Duration, args: &Args) -> Tally {
+fn run_socket(
+    socket: &UdpSocket,
+    index: usize,
+    depth: usize,
+    template: &[u8],
+    window: &Window,
+    timeout: Duration,
+    args: &Args,
+) -> Tally {
     let mut tally = Tally { latencies: Vec::with_capacity(1 << 18), ..Tally::default() };
     if depth == 0 {
         return tally;
@@ -339,7 +351,8 @@ fn run_socket(socket: &UdpSocket, index: usize, depth: usize, template: &[u8], w
             Ok(n) => {
                 let reply = &buf[..n];
                 let id = if n >= 12 { Some(u16::from_be_bytes([reply[0], reply[1]])) } else { None };
-                let slot = id.and_then(|id| slots.iter().position(|s| matches!(s, Slot::Waiting { id: w, .. } if *w == id)));
+                let slot =
+                    id.and_then(|id| slots.iter().position(|s| matches!(s, Slot::Waiting { id: w, .. } if *w == id)));
                 let Some(at) = slot else {
                     tally.unmatched += 1;
                     continue;

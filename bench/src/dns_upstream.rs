@@ -127,7 +127,11 @@ fn main() -> Result<()> {
     if let Some(path) = args.stats {
         let counts = counts.clone();
         handles.push(std::thread::spawn(move || loop {
-            let text = format!("{{\"udp\": {}, \"tcp\": {}}}\n", counts.udp.load(Ordering::Relaxed), counts.tcp.load(Ordering::Relaxed));
+            let text = format!(
+                "{{\"udp\": {}, \"tcp\": {}}}\n",
+                counts.udp.load(Ordering::Relaxed),
+                counts.tcp.load(Ordering::Relaxed)
+            );
             // Written aside and renamed, so a reader never sees half a file.
             let aside = path.with_extension("tmp");
             if std::fs::write(&aside, text).is_ok() {

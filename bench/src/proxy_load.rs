@@ -112,7 +112,8 @@ fn main() -> Result<()> {
 async fn serve(tcp: Option<u16>, udp: Option<u16>) -> Result<()> {
     let mut tasks = Vec::new();
     if let Some(port) = tcp {
-        let listener = tokio::net::TcpListener::bind(("::", port)).await.with_context(|| format!("bind tcp [::]:{port}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(("::", port)).await.with_context(|| format!("bind tcp [::]:{port}"))?;
         tasks.push(tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else { continue };
@@ -134,7 +135,8 @@ async fn serve(tcp: Option<u16>, udp: Option<u16>) -> Result<()> {
         }));
     }
     if let Some(port) = udp {
-        let socket = Arc::new(tokio::net::UdpSocket::bind(("::", port)).await.with_context(|| format!("bind udp [::]:{port}"))?);
+        let socket =
+            Arc::new(tokio::net::UdpSocket::bind(("::", port)).await.with_context(|| format!("bind udp [::]:{port}"))?);
         for _ in 0..2 {
             let socket = socket.clone();
             tasks.push(tokio::spawn(async move {
@@ -162,7 +164,11 @@ fn percentile_us(sorted: &[Duration], p: f64) -> f64 {
 
 fn latency_summary(mut samples: Vec<Duration>) -> serde_json::Value {
     samples.sort();
-    let mean = if samples.is_empty() { f64::NAN } else { samples.iter().sum::<Duration>().as_secs_f64() * 1e6 / samples.len() as f64 };
+    let mean = if samples.is_empty() {
+        f64::NAN
+    } else {
+        samples.iter().sum::<Duration>().as_secs_f64() * 1e6 / samples.len() as f64
+    };
     json!({
         "p50_us": percentile_us(&samples, 0.50),
         "p99_us": percentile_us(&samples, 0.99),
@@ -294,7 +300,8 @@ async fn conn(load: Load, concurrency: usize) -> Result<serde_json::Value> {
 
 fn rr(load: &Load) -> Result<serde_json::Value> {
     use std::io::{Read, Write};
-    let mut stream = TcpStream::connect_timeout(&load.addr, Duration::from_secs(2)).with_context(|| format!("connect {}", load.addr))?;
+    let mut stream = TcpStream::connect_timeout(&load.addr, Duration::from_secs(2))
+        .with_context(|| format!("connect {}", load.addr))?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let window = Window::new(load);
@@ -331,7 +338,8 @@ async fn udp(load: Load, concurrency: usize) -> Result<serde_json::Value> {
             let addr = load.addr;
             tokio::spawn(async move {
                 let mut tally = Tally::default();
-                let local: SocketAddr = if addr.is_ipv6() { "[::]:0".parse().unwrap() } else { "0.0.0.0:0".parse().unwrap() };
+                let local: SocketAddr =
+                    if addr.is_ipv6() { "[::]:0".parse().unwrap() } else { "0.0.0.0:0".parse().unwrap() };
                 let socket = match tokio::net::UdpSocket::bind(local).await {
                     Ok(socket) => socket,
                     Err(error) => {
@@ -395,7 +403,6 @@ async fn udp(load: Load, concurrency: usize) -> Result<serde_json::Value> {
 }
 
 // --- publish ------------------------------------------------------------------------------------
-
 
 /// The live processes named `name` (zombies left out).
 fn pids_named(name: &str) -> Vec<u32> {

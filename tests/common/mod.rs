@@ -56,14 +56,27 @@ impl TestHost {
         ));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let holder = Command::new("unshare")
-            .args(["--net", "--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private", "--", "sleep", "infinity"])
+            .args([
+                "--net",
+                "--mount",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--propagation",
+                "private",
+                "--",
+                "sleep",
+                "infinity",
+            ])
             .stdin(Stdio::null())
             .spawn()
             .expect("unshare");
         let children = format!("/proc/{0}/task/{0}/children", holder.id());
         let deadline = Instant::now() + Duration::from_secs(5);
         let init_pid = loop {
-            if let Some(pid) = std::fs::read_to_string(&children).ok().and_then(|s| s.split_whitespace().next()?.parse().ok()) {
+            if let Some(pid) =
+                std::fs::read_to_string(&children).ok().and_then(|s| s.split_whitespace().next()?.parse().ok())
+            {
                 break pid;
             }
             assert!(Instant::now() < deadline, "the throwaway host did not start");
@@ -162,11 +175,8 @@ impl TestHost {
     /// Starts berthd with this host's roots and socket, and waits until it answers.
     pub fn start_daemon(&mut self, extra_args: &[&str]) {
         assert!(self.daemon.is_none(), "a daemon is already running");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("berthd.log"))
-            .expect("log file");
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("berthd.log")).expect("log file");
         let child = self
             .command(binary("berthd"))
             .arg("--data-root")
@@ -243,7 +253,11 @@ impl TestHost {
     /// Runs the CLI expecting failure; returns its stderr.
     pub fn berth_err(&self, args: &[&str]) -> String {
         let out = self.berth(args);
-        assert!(!out.status.success(), "berth {args:?} should have failed but printed {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "berth {args:?} should have failed but printed {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -264,12 +278,15 @@ impl TestHost {
         }
         let out = cmd.arg(format!("http://berthd{path}")).stdin(Stdio::null()).output().expect("run curl");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, status) = text.rsplit_once('\n').unwrap_or_else(|| panic!("curl {method} {path}: {text:?} {:?}", out.stderr));
+        let (body, status) =
+            text.rsplit_once('\n').unwrap_or_else(|| panic!("curl {method} {path}: {text:?} {:?}", out.stderr));
         let status = status.trim().parse().unwrap_or_else(|_| panic!("curl {method} {path}: no status in {text:?}"));
         let body = if body.trim().is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(body).unwrap_or_else(|e| panic!("{method} {path} answered {status} with a body that is not JSON ({e}): {body:?}"))
+            serde_json::from_str(body).unwrap_or_else(|e| {
+                panic!("{method} {path} answered {status} with a body that is not JSON ({e}): {body:?}")
+            })
         };
         (status, body)
     }
@@ -342,7 +359,8 @@ impl Drop for TestHost {
     fn drop(&mut self) {
         // Killing the pid namespace's init kills every process in it (berthd, sandboxes); the
         // namespaces and their mounts and links go with the last of them.
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.init_pid as i32), nix::sys::signal::Signal::SIGKILL);
+        let _ =
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.init_pid as i32), nix::sys::signal::Signal::SIGKILL);
         let _ = self.holder.wait();
         if let Some(mut daemon) = self.daemon.take() {
             let _ = daemon.wait();
@@ -378,7 +396,12 @@ impl LanPeer {
     /// crafting to the host's LAN address on `control_port` does (or the negative proves
     /// nothing). `read_log` returns what the sandbox's UDP server logged; the final log is
     /// returned for further checks.
-    pub fn assert_crafted_loopback_dropped(&self, loopback_port: u16, control_port: u16, read_log: impl Fn() -> String) -> String {
+    pub fn assert_crafted_loopback_dropped(
+        &self,
+        loopback_port: u16,
+        control_port: u16,
+        read_log: impl Fn() -> String,
+    ) -> String {
         let crafted = py::raw_udp(PEER_LAN_IP, "127.0.0.1", loopback_port, HOST_LAN_IP, "to-loopback", 5);
         let control = py::raw_udp(PEER_LAN_IP, HOST_LAN_IP, control_port, HOST_LAN_IP, "control", 1);
         self.python_ok(&crafted);
@@ -386,7 +409,11 @@ impl LanPeer {
             self.python_ok(&control);
             wait_for(Duration::from_millis(200), || read_log().contains("control").then_some(()))
         });
-        assert!(arrived.is_some(), "the control datagram to {HOST_LAN_IP}:{control_port} never arrived; log: {:?}", read_log());
+        assert!(
+            arrived.is_some(),
+            "the control datagram to {HOST_LAN_IP}:{control_port} never arrived; log: {:?}",
+            read_log()
+        );
         // A little longer for stragglers, then nothing addressed to 127.0.0.1 may have arrived.
         self.python_ok(&crafted);
         std::thread::sleep(Duration::from_millis(500));
@@ -551,7 +578,10 @@ pub mod nft {
 
     /// The objects of a listing (`{"nftables": [{"table": ..}, {"chain": ..}, ..]}`) of one kind.
     pub fn objects<'a>(listing: &'a Value, kind: &str) -> Vec<&'a Value> {
-        listing["nftables"].as_array().map(|items| items.iter().filter_map(|item| item.get(kind)).collect()).unwrap_or_default()
+        listing["nftables"]
+            .as_array()
+            .map(|items| items.iter().filter_map(|item| item.get(kind)).collect())
+            .unwrap_or_default()
     }
 
     /// Element count of every map and set in a listing, by name ("map NAME" / "set NAME").
@@ -687,7 +717,10 @@ print(d.decode())
     /// is retried for a few seconds: through a userland proxy the connect succeeds before the
     /// sandbox's server listens, and the proxy then resets the connection.
     pub fn tcp_client(addr: &str, port: u16, message: &str) -> String {
-        fill(TCP_CLIENT, &[("__ADDR__", addr.to_owned()), ("__PORT__", port.to_string()), ("__MESSAGE__", message.to_owned())])
+        fill(
+            TCP_CLIENT,
+            &[("__ADDR__", addr.to_owned()), ("__PORT__", port.to_string()), ("__MESSAGE__", message.to_owned())],
+        )
     }
 
     /// A UDP client that sends `message` to `addr:port` (retrying) and prints the answer. Its
@@ -797,12 +830,15 @@ except OSError as e:
     /// One TCP attempt (no retries): prints the answer, or "FAILED: ..." when the connection or
     /// the answer did not come within `timeout` seconds. Exits 0 either way.
     pub fn tcp_probe(addr: &str, port: u16, message: &str, timeout: f64) -> String {
-        fill(TCP_PROBE, &[
-            ("__ADDR__", addr.to_owned()),
-            ("__PORT__", port.to_string()),
-            ("__TIMEOUT__", timeout.to_string()),
-            ("__MESSAGE__", message.to_owned()),
-        ])
+        fill(
+            TCP_PROBE,
+            &[
+                ("__ADDR__", addr.to_owned()),
+                ("__PORT__", port.to_string()),
+                ("__TIMEOUT__", timeout.to_string()),
+                ("__MESSAGE__", message.to_owned()),
+            ],
+        )
     }
 
     const UDP_PROBE: &str = r#"
@@ -823,12 +859,15 @@ print(answer if answer is not None else 'FAILED: no answer')
     /// Sends `message` to `addr:port` over UDP every 0.2 s for up to `timeout` seconds; prints
     /// the first answer or "FAILED: no answer". Exits 0 either way.
     pub fn udp_probe(addr: &str, port: u16, message: &str, timeout: f64) -> String {
-        fill(UDP_PROBE, &[
-            ("__ADDR__", addr.to_owned()),
-            ("__PORT__", port.to_string()),
-            ("__TIMEOUT__", timeout.to_string()),
-            ("__MESSAGE__", message.to_owned()),
-        ])
+        fill(
+            UDP_PROBE,
+            &[
+                ("__ADDR__", addr.to_owned()),
+                ("__PORT__", port.to_string()),
+                ("__TIMEOUT__", timeout.to_string()),
+                ("__MESSAGE__", message.to_owned()),
+            ],
+        )
     }
 
     const UDP_STREAM: &str = r#"
@@ -848,12 +887,15 @@ while True:
     /// Sends a datagram "nI" (I counting up) from the fixed source port `source_port` to
     /// `addr:port` every `interval` seconds, forever; ICMP errors are ignored.
     pub fn udp_stream(source_port: u16, addr: &str, port: u16, interval: f64) -> String {
-        fill(UDP_STREAM, &[
-            ("__SPORT__", source_port.to_string()),
-            ("__ADDR__", addr.to_owned()),
-            ("__PORT__", port.to_string()),
-            ("__INTERVAL__", interval.to_string()),
-        ])
+        fill(
+            UDP_STREAM,
+            &[
+                ("__SPORT__", source_port.to_string()),
+                ("__ADDR__", addr.to_owned()),
+                ("__PORT__", port.to_string()),
+                ("__INTERVAL__", interval.to_string()),
+            ],
+        )
     }
 
     const RAW_UDP: &str = r#"
@@ -880,14 +922,17 @@ print('sent')
     /// carrying `payload`, and sends them to the next hop `via`: routing uses `via`, the header
     /// keeps `dst` (which may be an address no router would forward, such as 127.0.0.1).
     pub fn raw_udp(src: &str, dst: &str, port: u16, via: &str, payload: &str, count: u32) -> String {
-        fill(RAW_UDP, &[
-            ("__SRC__", src.to_owned()),
-            ("__DST__", dst.to_owned()),
-            ("__VIA__", via.to_owned()),
-            ("__PORT__", port.to_string()),
-            ("__PAYLOAD__", payload.to_owned()),
-            ("__COUNT__", count.to_string()),
-        ])
+        fill(
+            RAW_UDP,
+            &[
+                ("__SRC__", src.to_owned()),
+                ("__DST__", dst.to_owned()),
+                ("__VIA__", via.to_owned()),
+                ("__PORT__", port.to_string()),
+                ("__PAYLOAD__", payload.to_owned()),
+                ("__COUNT__", count.to_string()),
+            ],
+        )
     }
 
     const TCP_SESSION: &str = r#"
@@ -939,7 +984,12 @@ impl TestHost {
     /// Runs a python script in the host namespace, failing the test if it fails; returns
     /// stdout, trimmed.
     pub fn python_ok(&self, script: &str) -> String {
-        let out = self.command("python3").args(["-c", script]).stdin(Stdio::null()).output().expect("run python3 in the host");
+        let out = self
+            .command("python3")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run python3 in the host");
         assert!(
             out.status.success(),
             "python in the host failed: {}{}",

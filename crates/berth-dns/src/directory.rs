@@ -60,26 +60,18 @@ impl Directory {
     /// `querier`'s networks that knows it; None when none does. Network ids of the querier
     /// that the directory does not have are skipped.
     pub(crate) fn addresses(&self, querier: &Querier, name: &str) -> Option<&[IpAddr]> {
-        self.networks_seen_by(querier)
-            .find_map(|network| network.names.get(name))
-            .map(Vec::as_slice)
+        self.networks_seen_by(querier).find_map(|network| network.names.get(name)).map(Vec::as_slice)
     }
 
     /// Looks `address` up on `querier`'s networks: the sandbox of the first network that has
     /// an endpoint with it, else whether it lies within one of their subnets.
     pub(crate) fn reverse(&self, querier: &Querier, address: IpAddr) -> ReverseLookup<'_> {
-        if let Some(sandbox) = self
-            .networks_seen_by(querier)
-            .find_map(|network| network.reverse.get(&address))
-        {
+        if let Some(sandbox) = self.networks_seen_by(querier).find_map(|network| network.reverse.get(&address)) {
             return ReverseLookup::Sandbox(sandbox);
         }
-        let in_a_subnet = self.networks_seen_by(querier).any(|network| {
-            network
-                .subnets
-                .iter()
-                .any(|subnet| subnet.contains(&address))
-        });
+        let in_a_subnet = self
+            .networks_seen_by(querier)
+            .any(|network| network.subnets.iter().any(|subnet| subnet.contains(&address)));
         if in_a_subnet {
             ReverseLookup::Unassigned
         } else {
@@ -92,10 +84,7 @@ impl Directory {
         &'d self,
         querier: &'q Querier,
     ) -> impl Iterator<Item = &'d NetworkNames> + use<'d, 'q> {
-        querier
-            .networks
-            .iter()
-            .filter_map(|id| self.networks.get(id))
+        querier.networks.iter().filter_map(|id| self.networks.get(id))
     }
 }
 
@@ -109,11 +98,7 @@ impl DirectoryBuilder {
     /// Declares a network with embedded DNS. Declaring a network id again replaces it, dropping
     /// the endpoints declared on it so far: declare each network before its endpoints.
     pub fn network(&mut self, id: &str, name: &str, subnets: Vec<IpNet>) -> &mut Self {
-        let network = NetworkNames {
-            name: normalized(name),
-            subnets,
-            ..NetworkNames::default()
-        };
+        let network = NetworkNames { name: normalized(name), subnets, ..NetworkNames::default() };
         self.directory.networks.insert(id.to_owned(), network);
         self
     }
@@ -127,12 +112,7 @@ impl DirectoryBuilder {
     /// their addresses, each once. Empty names (after the trailing dot is removed) are
     /// skipped, and an endpoint without names is ignored. An address that an earlier endpoint
     /// on the same network already has keeps that endpoint's sandbox name for PTR.
-    pub fn endpoint(
-        &mut self,
-        network_id: &str,
-        names: &[&str],
-        addresses: &[IpAddr],
-    ) -> &mut Self {
+    pub fn endpoint(&mut self, network_id: &str, names: &[&str], addresses: &[IpAddr]) -> &mut Self {
         let Some(network) = self.directory.networks.get_mut(network_id) else {
             return self;
         };
@@ -142,8 +122,7 @@ impl DirectoryBuilder {
         if sandbox_name.is_empty() {
             return self;
         }
-        let full_name =
-            (!network.name.is_empty()).then(|| format!("{sandbox_name}.{}", network.name));
+        let full_name = (!network.name.is_empty()).then(|| format!("{sandbox_name}.{}", network.name));
         for name in names.iter().map(|name| normalized(name)).chain(full_name) {
             if name.is_empty() {
                 continue;
@@ -156,10 +135,7 @@ impl DirectoryBuilder {
             }
         }
         for address in addresses {
-            network
-                .reverse
-                .entry(*address)
-                .or_insert_with(|| sandbox_name.clone());
+            network.reverse.entry(*address).or_insert_with(|| sandbox_name.clone());
         }
         self
     }
@@ -168,9 +144,7 @@ impl DirectoryBuilder {
     /// sandbox again replaces it. Its networks may be declared before or after it, and the ones
     /// never declared are ignored by lookups.
     pub fn querier(&mut self, sandbox_id: &str, querier: Querier) -> &mut Self {
-        self.directory
-            .queriers
-            .insert(sandbox_id.to_owned(), querier);
+        self.directory.queriers.insert(sandbox_id.to_owned(), querier);
         self
     }
 
@@ -197,32 +171,24 @@ mod tests {
     }
 
     fn querier_on(networks: &[&str]) -> Querier {
-        Querier {
-            networks: networks.iter().map(|id| id.to_string()).collect(),
-            ..Querier::default()
-        }
+        Querier { networks: networks.iter().map(|id| id.to_string()).collect(), ..Querier::default() }
     }
 
     #[test]
     fn names_are_stored_lowercase_without_trailing_dot_with_the_network_qualified_name() {
         let mut builder = DirectoryBuilder::default();
-        builder
-            .network("n1", "FrontEnd.", vec![net("10.0.0.0/24")])
-            .endpoint(
-                "n1",
-                &["Web.", "WWW", "abcdef123456"],
-                &[ip("10.0.0.2"), ip("fd00::2")],
-            );
+        builder.network("n1", "FrontEnd.", vec![net("10.0.0.0/24")]).endpoint(
+            "n1",
+            &["Web.", "WWW", "abcdef123456"],
+            &[ip("10.0.0.2"), ip("fd00::2")],
+        );
         let directory = builder.build();
         let network = &directory.networks["n1"];
         assert_eq!(network.name, "frontend");
         let mut names: Vec<_> = network.names.keys().cloned().collect();
         names.sort();
         assert_eq!(names, ["abcdef123456", "web", "web.frontend", "www"]);
-        assert_eq!(
-            network.names["web.frontend"],
-            [ip("10.0.0.2"), ip("fd00::2")]
-        );
+        assert_eq!(network.names["web.frontend"], [ip("10.0.0.2"), ip("fd00::2")]);
         assert_eq!(network.reverse[&ip("fd00::2")], "web");
     }
 
@@ -237,11 +203,7 @@ mod tests {
         let directory = builder.build();
         let network = &directory.networks["n1"];
         assert_eq!(network.names["db"], [ip("10.0.0.2"), ip("10.0.0.3")]);
-        assert_eq!(
-            network.reverse[&ip("10.0.0.2")],
-            "a",
-            "the first endpoint keeps the address"
-        );
+        assert_eq!(network.reverse[&ip("10.0.0.2")], "a", "the first endpoint keeps the address");
         assert_eq!(network.reverse[&ip("10.0.0.3")], "b");
     }
 
@@ -266,23 +228,19 @@ mod tests {
     #[test]
     fn an_unnamed_network_adds_no_qualified_name() {
         let mut builder = DirectoryBuilder::default();
-        builder
-            .network("n1", "", vec![])
-            .endpoint("n1", &["a"], &[ip("10.0.0.2")]);
+        builder.network("n1", "", vec![]).endpoint("n1", &["a"], &[ip("10.0.0.2")]);
         let directory = builder.build();
-        assert_eq!(
-            directory.networks["n1"].names.keys().collect::<Vec<_>>(),
-            ["a"]
-        );
+        assert_eq!(directory.networks["n1"].names.keys().collect::<Vec<_>>(), ["a"]);
     }
 
     #[test]
     fn redeclaring_a_network_drops_its_endpoints() {
         let mut builder = DirectoryBuilder::default();
-        builder
-            .network("n1", "old", vec![])
-            .endpoint("n1", &["a"], &[ip("10.0.0.2")])
-            .network("n1", "new", vec![net("10.1.0.0/16")]);
+        builder.network("n1", "old", vec![]).endpoint("n1", &["a"], &[ip("10.0.0.2")]).network(
+            "n1",
+            "new",
+            vec![net("10.1.0.0/16")],
+        );
         let directory = builder.build();
         let network = &directory.networks["n1"];
         assert_eq!(network.name, "new");
@@ -306,59 +264,23 @@ mod tests {
         let back_first = &directory.queriers["back-first"];
         let outsider = &directory.queriers["outsider"];
 
-        assert_eq!(
-            directory.addresses(front_first, "app"),
-            Some(&[ip("10.0.1.5")][..])
-        );
-        assert_eq!(
-            directory.addresses(back_first, "app"),
-            Some(&[ip("10.0.2.5")][..])
-        );
-        assert_eq!(
-            directory.addresses(front_first, "db"),
-            Some(&[ip("10.0.2.6")][..])
-        );
-        assert_eq!(
-            directory.addresses(front_first, "app.back"),
-            Some(&[ip("10.0.2.5")][..])
-        );
+        assert_eq!(directory.addresses(front_first, "app"), Some(&[ip("10.0.1.5")][..]));
+        assert_eq!(directory.addresses(back_first, "app"), Some(&[ip("10.0.2.5")][..]));
+        assert_eq!(directory.addresses(front_first, "db"), Some(&[ip("10.0.2.6")][..]));
+        assert_eq!(directory.addresses(front_first, "app.back"), Some(&[ip("10.0.2.5")][..]));
         assert_eq!(directory.addresses(outsider, "app"), None);
-        assert_eq!(
-            directory.addresses(front_first, "APP"),
-            None,
-            "callers lowercase the name"
-        );
+        assert_eq!(directory.addresses(front_first, "APP"), None, "callers lowercase the name");
 
-        assert_eq!(
-            directory.reverse(front_first, ip("10.0.2.6")),
-            ReverseLookup::Sandbox("db")
-        );
-        assert_eq!(
-            directory.reverse(front_first, ip("10.0.2.7")),
-            ReverseLookup::Unassigned
-        );
-        assert_eq!(
-            directory.reverse(front_first, ip("10.0.3.1")),
-            ReverseLookup::Unknown
-        );
-        assert_eq!(
-            directory.reverse(outsider, ip("10.0.2.6")),
-            ReverseLookup::Unknown
-        );
+        assert_eq!(directory.reverse(front_first, ip("10.0.2.6")), ReverseLookup::Sandbox("db"));
+        assert_eq!(directory.reverse(front_first, ip("10.0.2.7")), ReverseLookup::Unassigned);
+        assert_eq!(directory.reverse(front_first, ip("10.0.3.1")), ReverseLookup::Unknown);
+        assert_eq!(directory.reverse(outsider, ip("10.0.2.6")), ReverseLookup::Unknown);
     }
 
     #[test]
     fn redeclaring_a_querier_replaces_it() {
         let mut builder = DirectoryBuilder::default();
-        builder
-            .querier(
-                "s",
-                Querier {
-                    forward: true,
-                    ..querier_on(&["a"])
-                },
-            )
-            .querier("s", querier_on(&["b"]));
+        builder.querier("s", Querier { forward: true, ..querier_on(&["a"]) }).querier("s", querier_on(&["b"]));
         let directory = builder.build();
         let querier = &directory.queriers["s"];
         assert_eq!(querier.networks, ["b"]);

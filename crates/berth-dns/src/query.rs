@@ -68,19 +68,8 @@ pub enum Decision {
 /// Decides what to answer `request`, received over UDP, from sandbox `sandbox_id`;
 /// `daemon_upstreams` are used when the sandbox has none of its own. A reply is at most as big
 /// as the client can take over UDP (see the module docs), truncated with TC set if need be.
-pub fn respond(
-    directory: &Directory,
-    sandbox_id: &str,
-    request: &[u8],
-    daemon_upstreams: &[SocketAddr],
-) -> Decision {
-    decide(
-        directory,
-        sandbox_id,
-        request,
-        daemon_upstreams,
-        Transport::Udp,
-    )
+pub fn respond(directory: &Directory, sandbox_id: &str, request: &[u8], daemon_upstreams: &[SocketAddr]) -> Decision {
+    decide(directory, sandbox_id, request, daemon_upstreams, Transport::Udp)
 }
 
 /// The same as [`respond`] for a query received over TCP (`request` without its two-byte
@@ -91,13 +80,7 @@ pub fn respond_tcp(
     request: &[u8],
     daemon_upstreams: &[SocketAddr],
 ) -> Decision {
-    decide(
-        directory,
-        sandbox_id,
-        request,
-        daemon_upstreams,
-        Transport::Tcp,
-    )
+    decide(directory, sandbox_id, request, daemon_upstreams, Transport::Tcp)
 }
 
 /// How the query came, which bounds the size of the reply.
@@ -113,9 +96,7 @@ impl Transport {
         match (self, request_edns) {
             (Transport::Tcp, _) => u16::MAX,
             (Transport::Udp, None) => UDP_PAYLOAD_WITHOUT_EDNS,
-            (Transport::Udp, Some(edns)) => edns
-                .max_payload()
-                .clamp(UDP_PAYLOAD_WITHOUT_EDNS, EDNS_UDP_PAYLOAD_SIZE),
+            (Transport::Udp, Some(edns)) => edns.max_payload().clamp(UDP_PAYLOAD_WITHOUT_EDNS, EDNS_UDP_PAYLOAD_SIZE),
         }
     }
 }
@@ -150,15 +131,8 @@ fn decide(
     let Some(querier) = querier else {
         return encode(reply_to(request, false, ResponseCode::Refused), size_limit);
     };
-    if request
-        .edns
-        .as_ref()
-        .is_some_and(|edns| edns.version() != 0)
-    {
-        return encode(
-            reply_to(request, recursion_available, ResponseCode::BADVERS),
-            size_limit,
-        );
+    if request.edns.as_ref().is_some_and(|edns| edns.version() != 0) {
+        return encode(reply_to(request, recursion_available, ResponseCode::BADVERS), size_limit);
     }
     let Some(question) = request.queries.first() else {
         return header_only_reply(&header.metadata, ResponseCode::FormErr, recursion_available);
@@ -175,21 +149,13 @@ fn decide(
             reply.metadata.authoritative = true;
             encode(reply, size_limit)
         }
-        Outcome::NotLocal if !querier.forward => encode(
-            reply_to(request, recursion_available, ResponseCode::Refused),
-            size_limit,
-        ),
+        Outcome::NotLocal if !querier.forward => {
+            encode(reply_to(request, recursion_available, ResponseCode::Refused), size_limit)
+        }
         Outcome::NotLocal => {
-            let upstreams = if querier.upstreams.is_empty() {
-                daemon_upstreams
-            } else {
-                &querier.upstreams
-            };
+            let upstreams = if querier.upstreams.is_empty() { daemon_upstreams } else { &querier.upstreams };
             if upstreams.is_empty() {
-                encode(
-                    reply_to(request, recursion_available, ResponseCode::ServFail),
-                    size_limit,
-                )
+                encode(reply_to(request, recursion_available, ResponseCode::ServFail), size_limit)
             } else {
                 Decision::Forward(upstreams.to_vec())
             }
@@ -266,11 +232,7 @@ fn pointer_answers(question: &Query, sandbox: &str) -> Vec<Record> {
         return Vec::new();
     }
     match Name::from_labels(sandbox.split('.').map(str::as_bytes)) {
-        Ok(target) => vec![Record::from_rdata(
-            question.name().clone(),
-            LOCAL_TTL,
-            RData::PTR(PTR(target)),
-        )],
+        Ok(target) => vec![Record::from_rdata(question.name().clone(), LOCAL_TTL, RData::PTR(PTR(target)))],
         Err(_) => Vec::new(),
     }
 }
@@ -311,9 +273,7 @@ fn decimal_octet(label: &[u8]) -> Option<u8> {
     if !well_formed {
         return None;
     }
-    let value = label
-        .iter()
-        .fold(0u16, |value, digit| value * 10 + u16::from(digit - b'0'));
+    let value = label.iter().fold(0u16, |value, digit| value * 10 + u16::from(digit - b'0'));
     u8::try_from(value).ok()
 }
 
@@ -355,11 +315,7 @@ fn directory_key<'b>(name: &Name, buffer: &'b mut [u8; Name::MAX_LENGTH]) -> Opt
 /// id, opcode, question, RD and CD (RFC 6895 §2), RA as given; and when the request had an OPT
 /// record, one of ours (RFC 6891 §6.1.1) advertising [`EDNS_UDP_PAYLOAD_SIZE`], with the
 /// request's DO bit (RFC 3225 §3).
-fn reply_to(
-    mut request: Message,
-    recursion_available: bool,
-    response_code: ResponseCode,
-) -> Message {
+fn reply_to(mut request: Message, recursion_available: bool, response_code: ResponseCode) -> Message {
     let mut metadata = Metadata::response_from_request(&request.metadata);
     metadata.recursion_available = recursion_available;
     metadata.response_code = response_code;
@@ -370,8 +326,7 @@ fn reply_to(
     request.signature = None;
     request.edns = request.edns.map(|request_edns| {
         let mut edns = Edns::new();
-        edns.set_max_payload(EDNS_UDP_PAYLOAD_SIZE)
-            .set_dnssec_ok(request_edns.flags().dnssec_ok);
+        edns.set_max_payload(EDNS_UDP_PAYLOAD_SIZE).set_dnssec_ok(request_edns.flags().dnssec_ok);
         edns
     });
     request
@@ -379,11 +334,7 @@ fn reply_to(
 
 /// A reply made of a header alone, for a request whose question cannot be used: the request's
 /// id, opcode and RD echoed, QR set, RA as given, every count zero.
-fn header_only_reply(
-    request: &Metadata,
-    response_code: ResponseCode,
-    recursion_available: bool,
-) -> Decision {
+fn header_only_reply(request: &Metadata, response_code: ResponseCode, recursion_available: bool) -> Decision {
     const QR: u8 = 0b1000_0000;
     const RD: u8 = 0b0000_0001;
     const RA: u8 = 0b1000_0000;
@@ -391,9 +342,7 @@ fn header_only_reply(
     let opcode = (u8::from(request.op_code) & 0b1111) << 3;
     let flags_high = QR | opcode | if request.recursion_desired { RD } else { 0 };
     let flags_low = if recursion_available { RA } else { 0 } | response_code.low();
-    Decision::Reply(vec![
-        id_high, id_low, flags_high, flags_low, 0, 0, 0, 0, 0, 0, 0, 0,
-    ])
+    Decision::Reply(vec![id_high, id_low, flags_high, flags_low, 0, 0, 0, 0, 0, 0, 0, 0])
 }
 
 /// Encodes `reply` in at most `size_limit` bytes: whole if it fits, else truncated. Should
@@ -407,11 +356,7 @@ fn encode(mut reply: Message, size_limit: u16) -> Decision {
     };
     match encoded {
         Ok(bytes) => Decision::Reply(bytes),
-        Err(_) => header_only_reply(
-            &reply.metadata,
-            ResponseCode::ServFail,
-            reply.metadata.recursion_available,
-        ),
+        Err(_) => header_only_reply(&reply.metadata, ResponseCode::ServFail, reply.metadata.recursion_available),
     }
 }
 
@@ -431,8 +376,7 @@ fn truncated_to_fit(reply: &mut Message, size_limit: u16) -> Result<Vec<u8>, Pro
         Some(edns) => Record::from(edns).to_bytes()?.len(),
         None => 0,
     };
-    let room_for_the_rest =
-        size_limit.saturating_sub(u16::try_from(opt_record_length).unwrap_or(u16::MAX));
+    let room_for_the_rest = size_limit.saturating_sub(u16::try_from(opt_record_length).unwrap_or(u16::MAX));
     let mut scratch = Vec::new();
     let mut encoder = BinEncoder::new(&mut scratch);
     encoder.set_max_size(room_for_the_rest);
@@ -457,12 +401,7 @@ mod tests {
 
     /// A name of the dot-separated labels of `text`, taken as raw bytes (so `+4` is a label).
     fn name(text: &str) -> Name {
-        Name::from_labels(
-            text.split('.')
-                .filter(|label| !label.is_empty())
-                .map(str::as_bytes),
-        )
-        .unwrap()
+        Name::from_labels(text.split('.').filter(|label| !label.is_empty()).map(str::as_bytes)).unwrap()
     }
 
     fn reverse(text: &str) -> Option<IpAddr> {
@@ -471,14 +410,8 @@ mod tests {
 
     #[test]
     fn reverse_names_of_ipv4_addresses() {
-        assert_eq!(
-            reverse("4.3.2.1.in-addr.arpa."),
-            Some("1.2.3.4".parse().unwrap())
-        );
-        assert_eq!(
-            reverse("255.0.10.172.IN-ADDR.Arpa."),
-            Some("172.10.0.255".parse().unwrap())
-        );
+        assert_eq!(reverse("4.3.2.1.in-addr.arpa."), Some("1.2.3.4".parse().unwrap()));
+        assert_eq!(reverse("255.0.10.172.IN-ADDR.Arpa."), Some("172.10.0.255".parse().unwrap()));
         for malformed in [
             "3.2.1.in-addr.arpa.",
             "5.4.3.2.1.in-addr.arpa.",
@@ -495,32 +428,20 @@ mod tests {
         ] {
             assert_eq!(reverse(malformed), None, "{malformed}");
         }
-        let with_a_dot_in_a_label =
-            Name::from_labels([&b"4.3"[..], b"2", b"1", b"0", b"in-addr", b"arpa"]).unwrap();
+        let with_a_dot_in_a_label = Name::from_labels([&b"4.3"[..], b"2", b"1", b"0", b"in-addr", b"arpa"]).unwrap();
         assert_eq!(reverse_name_address(&with_a_dot_in_a_label), None);
     }
 
     #[test]
     fn reverse_names_of_ipv6_addresses() {
         let nibbles = "b.a.9.8.7.6.5.0.4.0.0.0.3.0.0.0.2.0.0.0.1.0.0.0.0.0.0.0.1.2.3.4";
-        assert_eq!(
-            reverse(&format!("{nibbles}.ip6.arpa.")),
-            Some("4321:0:1:2:3:4:567:89ab".parse().unwrap())
-        );
+        assert_eq!(reverse(&format!("{nibbles}.ip6.arpa.")), Some("4321:0:1:2:3:4:567:89ab".parse().unwrap()));
         assert_eq!(
             reverse(&format!("{}.IP6.ARPA.", nibbles.to_uppercase())),
             Some("4321:0:1:2:3:4:567:89ab".parse().unwrap())
         );
-        assert_eq!(
-            reverse(&format!("{}.ip6.arpa.", &nibbles[2..])),
-            None,
-            "31 nibbles"
-        );
-        assert_eq!(
-            reverse(&format!("0.{nibbles}.ip6.arpa.")),
-            None,
-            "33 nibbles"
-        );
+        assert_eq!(reverse(&format!("{}.ip6.arpa.", &nibbles[2..])), None, "31 nibbles");
+        assert_eq!(reverse(&format!("0.{nibbles}.ip6.arpa.")), None, "33 nibbles");
         assert_eq!(reverse(&format!("g.{}.ip6.arpa.", &nibbles[2..])), None);
         assert_eq!(reverse(&format!("00.{}.ip6.arpa.", &nibbles[2..])), None);
     }
@@ -528,27 +449,15 @@ mod tests {
     #[test]
     fn directory_keys_are_lowercase_without_the_trailing_dot() {
         let mut buffer = [0; Name::MAX_LENGTH];
-        assert_eq!(
-            directory_key(&name("Web.FrontEnd."), &mut buffer),
-            Some("web.frontend")
-        );
+        assert_eq!(directory_key(&name("Web.FrontEnd."), &mut buffer), Some("web.frontend"));
         assert_eq!(directory_key(&name("web"), &mut buffer), Some("web"));
         assert_eq!(directory_key(&Name::root(), &mut buffer), None);
         let dotted_label = Name::from_labels([&b"a.b"[..]]).unwrap();
         assert_eq!(directory_key(&dotted_label, &mut buffer), None);
         let binary_label = Name::from_labels([&[0xff, b'A'][..]]).unwrap();
         assert_eq!(directory_key(&binary_label, &mut buffer), None);
-        let longest = Name::from_labels([
-            "a".repeat(63),
-            "b".repeat(63),
-            "c".repeat(63),
-            "d".repeat(61),
-        ])
-        .unwrap();
-        assert_eq!(
-            directory_key(&longest, &mut buffer).map(str::len),
-            Some(253)
-        );
+        let longest = Name::from_labels(["a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(61)]).unwrap();
+        assert_eq!(directory_key(&longest, &mut buffer).map(str::len), Some(253));
     }
 
     #[test]
@@ -559,10 +468,7 @@ mod tests {
         edns.set_max_payload(1000);
         assert_eq!(Transport::Udp.reply_size_limit(Some(&edns)), 1000);
         edns.set_max_payload(4096);
-        assert_eq!(
-            Transport::Udp.reply_size_limit(Some(&edns)),
-            EDNS_UDP_PAYLOAD_SIZE
-        );
+        assert_eq!(Transport::Udp.reply_size_limit(Some(&edns)), EDNS_UDP_PAYLOAD_SIZE);
         assert_eq!(Transport::Tcp.reply_size_limit(None), u16::MAX);
     }
 
@@ -586,9 +492,7 @@ mod tests {
             ));
         }
         reply.set_edns(Edns::new());
-        let Decision::Reply(bytes) = encode(reply, 700) else {
-            panic!("no reply")
-        };
+        let Decision::Reply(bytes) = encode(reply, 700) else { panic!("no reply") };
         assert!(bytes.len() <= 700, "{} bytes", bytes.len());
         let parsed = Message::from_vec(&bytes).unwrap();
         assert!(parsed.metadata.truncation);

@@ -41,22 +41,10 @@ fn querier(networks: &[&str], forward: bool, upstreams: &[&str]) -> Querier {
 fn directory() -> Directory {
     let mut builder = DirectoryBuilder::default();
     builder
-        .network(
-            "front-id",
-            "Front",
-            vec!["10.1.0.0/24".parse().unwrap(), "fd01::/64".parse().unwrap()],
-        )
+        .network("front-id", "Front", vec!["10.1.0.0/24".parse().unwrap(), "fd01::/64".parse().unwrap()])
         .network("back-id", "back", vec!["10.2.0.0/24".parse().unwrap()])
-        .network(
-            "internal-id",
-            "internal",
-            vec!["10.3.0.0/24".parse().unwrap()],
-        )
-        .endpoint(
-            "front-id",
-            &["web", "WWW", "0123456789ab"],
-            &[ip("10.1.0.2"), ip("fd01::2")],
-        )
+        .network("internal-id", "internal", vec!["10.3.0.0/24".parse().unwrap()])
+        .endpoint("front-id", &["web", "WWW", "0123456789ab"], &[ip("10.1.0.2"), ip("fd01::2")])
         .endpoint("front-id", &["api", "svc"], &[ip("10.1.0.3")])
         .endpoint("back-id", &["api", "svc"], &[ip("10.2.0.3")])
         .endpoint("back-id", &["db", "svc"], &[ip("10.2.0.4")])
@@ -84,12 +72,7 @@ fn with_edns(mut message: Message, max_payload: u16) -> Message {
 }
 
 fn ask(directory: &Directory, sandbox: &str, message: &Message) -> Decision {
-    respond(
-        directory,
-        sandbox,
-        &message.to_vec().unwrap(),
-        &daemon_upstreams(),
-    )
+    respond(directory, sandbox, &message.to_vec().unwrap(), &daemon_upstreams())
 }
 
 /// The reply of `decision`, parsed; checks it answers query `QUERY_ID`.
@@ -108,11 +91,7 @@ fn ask_reply(sandbox: &str, name: &str, record_type: RecordType) -> Message {
 }
 
 fn answer_data(reply: &Message) -> Vec<RData> {
-    reply
-        .answers
-        .iter()
-        .map(|record| record.data.clone())
-        .collect()
+    reply.answers.iter().map(|record| record.data.clone()).collect()
 }
 
 fn a(text: &str) -> RData {
@@ -137,11 +116,8 @@ fn assert_local_answer(reply: &Message, data: &[RData]) {
 /// The `ip6.arpa.` name of IPv6 address `text`.
 fn ip6_arpa(text: &str) -> String {
     let address: std::net::Ipv6Addr = text.parse().unwrap();
-    let nibbles: String = format!("{:032x}", u128::from(address))
-        .chars()
-        .rev()
-        .flat_map(|nibble| [nibble, '.'])
-        .collect();
+    let nibbles: String =
+        format!("{:032x}", u128::from(address)).chars().rev().flat_map(|nibble| [nibble, '.']).collect();
     format!("{nibbles}ip6.arpa.")
 }
 
@@ -155,15 +131,7 @@ fn header_of(message: &Message) -> Vec<u8> {
 fn fewer_bytes_than_a_header_are_dropped() {
     let bytes = query("web.", RecordType::A).to_vec().unwrap();
     for length in 0..12 {
-        assert_eq!(
-            respond(
-                &directory(),
-                "web-sb",
-                &bytes[..length],
-                &daemon_upstreams()
-            ),
-            Decision::Drop
-        );
+        assert_eq!(respond(&directory(), "web-sb", &bytes[..length], &daemon_upstreams()), Decision::Drop);
     }
 }
 
@@ -172,34 +140,15 @@ fn responses_are_dropped() {
     let mut message = query("web.", RecordType::A);
     message.metadata.message_type = MessageType::Response;
     assert_eq!(ask(&directory(), "web-sb", &message), Decision::Drop);
-    assert_eq!(
-        respond(
-            &directory(),
-            "web-sb",
-            &header_of(&message),
-            &daemon_upstreams()
-        ),
-        Decision::Drop
-    );
+    assert_eq!(respond(&directory(), "web-sb", &header_of(&message), &daemon_upstreams()), Decision::Drop);
 }
 
 #[test]
 fn opcodes_other_than_query_are_not_implemented() {
-    for op_code in [
-        OpCode::Status,
-        OpCode::Notify,
-        OpCode::Update,
-        OpCode::Unknown(1),
-        OpCode::Unknown(15),
-    ] {
+    for op_code in [OpCode::Status, OpCode::Notify, OpCode::Update, OpCode::Unknown(1), OpCode::Unknown(15)] {
         let mut message = query("web.", RecordType::A);
         message.metadata.op_code = op_code;
-        let reply = parsed_reply(respond(
-            &directory(),
-            "web-sb",
-            &header_of(&message),
-            &daemon_upstreams(),
-        ));
+        let reply = parsed_reply(respond(&directory(), "web-sb", &header_of(&message), &daemon_upstreams()));
         assert_eq!(reply.metadata.response_code, ResponseCode::NotImp);
         assert_eq!(reply.metadata.op_code, op_code);
         assert!(reply.metadata.recursion_desired);
@@ -213,10 +162,7 @@ fn queries_without_exactly_one_question_are_format_errors() {
     let mut none = query("web.", RecordType::A);
     none.queries.clear();
     let mut two = query("web.", RecordType::A);
-    two.add_query(Query::query(
-        Name::from_ascii("api.").unwrap(),
-        RecordType::A,
-    ));
+    two.add_query(Query::query(Name::from_ascii("api.").unwrap(), RecordType::A));
     for message in [none, two] {
         let reply = parsed_reply(ask(&directory(), "web-sb", &message));
         assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
@@ -225,12 +171,7 @@ fn queries_without_exactly_one_question_are_format_errors() {
     // A header claiming 65,535 questions, with none after it.
     let mut header = header_of(&query("web.", RecordType::A));
     header[4..6].copy_from_slice(&[0xff, 0xff]);
-    let reply = parsed_reply(respond(
-        &directory(),
-        "web-sb",
-        &header,
-        &daemon_upstreams(),
-    ));
+    let reply = parsed_reply(respond(&directory(), "web-sb", &header, &daemon_upstreams()));
     assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
 }
 
@@ -242,17 +183,8 @@ fn messages_that_do_not_parse_are_format_errors_with_their_id() {
     with_garbage_record[7] = 1; // one answer record, of which there is nothing
     let mut two_opt_records = with_edns(query("web.", RecordType::A), 1232);
     two_opt_records.additionals.push(Record::from(&Edns::new()));
-    for request in [
-        truncated_question,
-        &with_garbage_record,
-        &two_opt_records.to_vec().unwrap(),
-    ] {
-        let reply = parsed_reply(respond(
-            &directory(),
-            "web-sb",
-            request,
-            &daemon_upstreams(),
-        ));
+    for request in [truncated_question, &with_garbage_record, &two_opt_records.to_vec().unwrap()] {
+        let reply = parsed_reply(respond(&directory(), "web-sb", request, &daemon_upstreams()));
         assert_eq!(reply.metadata.response_code, ResponseCode::FormErr);
         assert!(reply.metadata.recursion_desired);
     }
@@ -264,11 +196,7 @@ fn unknown_sandboxes_are_refused() {
     assert_eq!(reply.metadata.response_code, ResponseCode::Refused);
     assert!(!reply.metadata.recursion_available);
     assert!(reply.answers.is_empty());
-    assert_eq!(
-        reply.queries,
-        query("web.", RecordType::A).queries,
-        "the question is echoed"
-    );
+    assert_eq!(reply.queries, query("web.", RecordType::A).queries, "the question is echoed");
 }
 
 #[test]
@@ -277,10 +205,7 @@ fn unsupported_edns_versions_are_badvers() {
     message.edns.as_mut().unwrap().set_version(1);
     let reply = parsed_reply(ask(&directory(), "web-sb", &message));
     // 16 is both BADVERS and BADSIG: hickory reads it back as the latter.
-    assert_eq!(
-        u16::from(reply.metadata.response_code),
-        u16::from(ResponseCode::BADVERS)
-    );
+    assert_eq!(u16::from(reply.metadata.response_code), u16::from(ResponseCode::BADVERS));
     assert_eq!(reply.edns.as_ref().map(Edns::version), Some(0));
     assert!(reply.answers.is_empty());
 }
@@ -295,14 +220,8 @@ fn local_names_answer_authoritatively_with_the_header_echoed() {
     assert!(reply.metadata.recursion_desired && reply.metadata.recursion_available);
     assert!(!reply.metadata.truncation);
     assert_eq!(reply.queries, query("web.", RecordType::A).queries);
-    assert!(reply
-        .answers
-        .iter()
-        .all(|record| record.ttl == LOCAL_TTL && record.dns_class == DNSClass::IN));
-    assert!(
-        reply.edns.is_none(),
-        "no OPT record for a query without one"
-    );
+    assert!(reply.answers.iter().all(|record| record.ttl == LOCAL_TTL && record.dns_class == DNSClass::IN));
+    assert!(reply.edns.is_none(), "no OPT record for a query without one");
 
     let mut without_recursion = query("web.", RecordType::A);
     without_recursion.metadata.recursion_desired = false;
@@ -319,22 +238,13 @@ fn names_match_ignoring_case_and_the_question_keeps_its_case() {
     let asked = Name::from_ascii("wWw.").unwrap();
     assert!(reply.queries[0].name().eq_case(&asked));
     assert!(reply.answers[0].name.eq_case(&asked));
-    assert_local_answer(
-        &ask_reply("web-sb", "0123456789AB.", RecordType::A),
-        &[a("10.1.0.2")],
-    );
-    assert_local_answer(
-        &ask_reply("web-sb", "WEB.FRONT.", RecordType::A),
-        &[a("10.1.0.2")],
-    );
+    assert_local_answer(&ask_reply("web-sb", "0123456789AB.", RecordType::A), &[a("10.1.0.2")]);
+    assert_local_answer(&ask_reply("web-sb", "WEB.FRONT.", RecordType::A), &[a("10.1.0.2")]);
 }
 
 #[test]
 fn aaaa_questions_get_the_ipv6_addresses() {
-    assert_local_answer(
-        &ask_reply("web-sb", "web.", RecordType::AAAA),
-        &[aaaa("fd01::2")],
-    );
+    assert_local_answer(&ask_reply("web-sb", "web.", RecordType::AAAA), &[aaaa("fd01::2")]);
 }
 
 #[test]
@@ -355,64 +265,34 @@ fn local_names_without_such_records_are_nodata() {
     assert_local_answer(&parsed_reply(ask(&directory(), "web-sb", &chaos)), &[]);
     let mut any_class = query("web.", RecordType::A);
     any_class.queries[0].set_query_class(DNSClass::ANY);
-    assert_local_answer(
-        &parsed_reply(ask(&directory(), "web-sb", &any_class)),
-        &[a("10.1.0.2")],
-    );
+    assert_local_answer(&parsed_reply(ask(&directory(), "web-sb", &any_class)), &[a("10.1.0.2")]);
 }
 
 #[test]
 fn a_sandbox_is_seen_at_its_address_on_the_network_shared_with_the_asker() {
-    assert_local_answer(
-        &ask_reply("web-sb", "api.", RecordType::A),
-        &[a("10.1.0.3")],
-    );
+    assert_local_answer(&ask_reply("web-sb", "api.", RecordType::A), &[a("10.1.0.3")]);
     assert_local_answer(&ask_reply("db-sb", "api.", RecordType::A), &[a("10.2.0.3")]);
 }
 
 #[test]
 fn the_first_network_of_the_asker_that_has_the_name_answers() {
-    assert_local_answer(
-        &ask_reply("api-sb", "api.", RecordType::A),
-        &[a("10.2.0.3")],
-    );
-    assert_local_answer(
-        &ask_reply("api-sb", "svc.", RecordType::A),
-        &[a("10.2.0.3"), a("10.2.0.4")],
-    );
-    assert_local_answer(
-        &ask_reply("api-sb", "web.", RecordType::A),
-        &[a("10.1.0.2")],
-    );
+    assert_local_answer(&ask_reply("api-sb", "api.", RecordType::A), &[a("10.2.0.3")]);
+    assert_local_answer(&ask_reply("api-sb", "svc.", RecordType::A), &[a("10.2.0.3"), a("10.2.0.4")]);
+    assert_local_answer(&ask_reply("api-sb", "web.", RecordType::A), &[a("10.1.0.2")]);
 }
 
 #[test]
 fn a_shared_alias_answers_with_every_address_on_that_network() {
-    assert_local_answer(
-        &ask_reply("db-sb", "svc.", RecordType::A),
-        &[a("10.2.0.3"), a("10.2.0.4")],
-    );
-    assert_local_answer(
-        &ask_reply("web-sb", "svc.", RecordType::A),
-        &[a("10.1.0.3")],
-    );
+    assert_local_answer(&ask_reply("db-sb", "svc.", RecordType::A), &[a("10.2.0.3"), a("10.2.0.4")]);
+    assert_local_answer(&ask_reply("web-sb", "svc.", RecordType::A), &[a("10.1.0.3")]);
 }
 
 #[test]
 fn names_qualified_with_a_network_name_answer_on_that_network() {
-    assert_local_answer(
-        &ask_reply("api-sb", "api.front.", RecordType::A),
-        &[a("10.1.0.3")],
-    );
-    assert_local_answer(
-        &ask_reply("api-sb", "api.back.", RecordType::A),
-        &[a("10.2.0.3")],
-    );
+    assert_local_answer(&ask_reply("api-sb", "api.front.", RecordType::A), &[a("10.1.0.3")]);
+    assert_local_answer(&ask_reply("api-sb", "api.back.", RecordType::A), &[a("10.2.0.3")]);
     // web-sb is not on back: the name is not local to it.
-    assert_eq!(
-        ask(&directory(), "web-sb", &query("db.back.", RecordType::A)),
-        Decision::Forward(daemon_upstreams())
-    );
+    assert_eq!(ask(&directory(), "web-sb", &query("db.back.", RecordType::A)), Decision::Forward(daemon_upstreams()));
 }
 
 #[test]
@@ -426,42 +306,19 @@ fn sandboxes_on_internal_networks_get_local_answers_without_recursion() {
 
 #[test]
 fn addresses_of_endpoints_point_to_the_sandbox_name() {
-    assert_local_answer(
-        &ask_reply("web-sb", "2.0.1.10.in-addr.arpa.", RecordType::PTR),
-        &[ptr("web.")],
-    );
-    assert_local_answer(
-        &ask_reply("web-sb", "3.0.1.10.IN-ADDR.ARPA.", RecordType::PTR),
-        &[ptr("api.")],
-    );
-    assert_local_answer(
-        &ask_reply("api-sb", "4.0.2.10.in-addr.arpa.", RecordType::PTR),
-        &[ptr("db.")],
-    );
-    assert_local_answer(
-        &ask_reply("web-sb", &ip6_arpa("fd01::2"), RecordType::PTR),
-        &[ptr("web.")],
-    );
+    assert_local_answer(&ask_reply("web-sb", "2.0.1.10.in-addr.arpa.", RecordType::PTR), &[ptr("web.")]);
+    assert_local_answer(&ask_reply("web-sb", "3.0.1.10.IN-ADDR.ARPA.", RecordType::PTR), &[ptr("api.")]);
+    assert_local_answer(&ask_reply("api-sb", "4.0.2.10.in-addr.arpa.", RecordType::PTR), &[ptr("db.")]);
+    assert_local_answer(&ask_reply("web-sb", &ip6_arpa("fd01::2"), RecordType::PTR), &[ptr("web.")]);
     // Another type of question about the same name: it exists, with no such records.
-    assert_local_answer(
-        &ask_reply("web-sb", "2.0.1.10.in-addr.arpa.", RecordType::A),
-        &[],
-    );
+    assert_local_answer(&ask_reply("web-sb", "2.0.1.10.in-addr.arpa.", RecordType::A), &[]);
 }
 
 #[test]
 fn unassigned_addresses_of_the_askers_subnets_do_not_exist() {
-    for name in [
-        "99.0.1.10.in-addr.arpa.".to_string(),
-        ip6_arpa("fd01::99"),
-        ip6_arpa("fd01::1:0:0:2"),
-    ] {
+    for name in ["99.0.1.10.in-addr.arpa.".to_string(), ip6_arpa("fd01::99"), ip6_arpa("fd01::1:0:0:2")] {
         let reply = ask_reply("web-sb", &name, RecordType::PTR);
-        assert_eq!(
-            reply.metadata.response_code,
-            ResponseCode::NXDomain,
-            "{name}"
-        );
+        assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain, "{name}");
         assert!(reply.metadata.authoritative);
         assert!(reply.answers.is_empty());
     }
@@ -496,11 +353,7 @@ fn other_reverse_names_are_not_local() {
 #[test]
 fn other_names_are_forwarded_to_the_sandbox_upstreams_or_else_the_daemons() {
     assert_eq!(
-        ask(
-            &directory(),
-            "web-sb",
-            &query("example.com.", RecordType::A)
-        ),
+        ask(&directory(), "web-sb", &query("example.com.", RecordType::A)),
         Decision::Forward(daemon_upstreams())
     );
     assert_eq!(
@@ -508,17 +361,10 @@ fn other_names_are_forwarded_to_the_sandbox_upstreams_or_else_the_daemons() {
         Decision::Forward(vec![socket("9.9.9.9:53")])
     );
     assert_eq!(
-        ask(
-            &directory(),
-            "web-sb",
-            &query("web.example.com.", RecordType::A)
-        ),
+        ask(&directory(), "web-sb", &query("web.example.com.", RecordType::A)),
         Decision::Forward(daemon_upstreams())
     );
-    assert_eq!(
-        ask(&directory(), "web-sb", &query(".", RecordType::NS)),
-        Decision::Forward(daemon_upstreams())
-    );
+    assert_eq!(ask(&directory(), "web-sb", &query(".", RecordType::NS)), Decision::Forward(daemon_upstreams()));
 }
 
 #[test]
@@ -528,21 +374,14 @@ fn other_names_without_any_upstream_are_server_failures() {
     assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
     assert!(!reply.metadata.authoritative);
     // The sandbox's own upstreams are enough.
-    assert_eq!(
-        respond(&directory(), "db-sb", &bytes, &[]),
-        Decision::Forward(vec![socket("9.9.9.9:53")])
-    );
+    assert_eq!(respond(&directory(), "db-sb", &bytes, &[]), Decision::Forward(vec![socket("9.9.9.9:53")]));
 }
 
 #[test]
 fn sandboxes_that_may_not_forward_are_refused_other_names() {
     for name in ["example.com.", "web.", "8.8.8.8.in-addr.arpa."] {
         let reply = ask_reply("vault-sb", name, RecordType::A);
-        assert_eq!(
-            reply.metadata.response_code,
-            ResponseCode::Refused,
-            "{name}"
-        );
+        assert_eq!(reply.metadata.response_code, ResponseCode::Refused, "{name}");
         assert!(!reply.metadata.recursion_available);
         assert!(!reply.metadata.authoritative);
     }
@@ -563,10 +402,7 @@ fn queries_with_an_opt_record_get_one_back_with_their_do_bit() {
     let reply = parsed_reply(ask(&directory(), "web-sb", &message));
     assert!(reply.edns.expect("an OPT record").flags().dnssec_ok);
 
-    let refused = reply_of_sandbox(
-        "vault-sb",
-        with_edns(query("example.com.", RecordType::A), 1232),
-    );
+    let refused = reply_of_sandbox("vault-sb", with_edns(query("example.com.", RecordType::A), 1232));
     assert!(refused.edns.is_some());
 }
 
@@ -581,14 +417,7 @@ fn crowded_directory() -> Directory {
     builder.network("pool-id", "pool-net", vec![]);
     for index in 0..100u8 {
         let name = format!("member{index}");
-        builder.endpoint(
-            "pool-id",
-            &[&name, "pool"],
-            &[
-                ip(&format!("10.9.0.{index}")),
-                ip(&format!("fd09::{index}")),
-            ],
-        );
+        builder.endpoint("pool-id", &[&name, "pool"], &[ip(&format!("10.9.0.{index}")), ip(&format!("fd09::{index}"))]);
     }
     builder.querier("pool-sb", querier(&["pool-id"], true, &[]));
     builder.build()
@@ -616,32 +445,18 @@ fn udp_replies_without_edns_are_truncated_to_512_bytes() {
     assert_eq!(reply.metadata.response_code, ResponseCode::NoError);
     // 12 bytes of header, 10 of question, 16 per A record.
     assert_eq!(reply.answers.len(), (512 - 12 - 10) / 16);
-    assert!(reply
-        .answers
-        .iter()
-        .all(|record| matches!(record.data, RData::A(_))));
+    assert!(reply.answers.iter().all(|record| matches!(record.data, RData::A(_))));
 }
 
 #[test]
 fn udp_replies_with_edns_are_truncated_to_the_payload_size_within_our_bound() {
-    for (advertised, limit) in [
-        (512, 512),
-        (1000, 1000),
-        (4096, usize::from(EDNS_UDP_PAYLOAD_SIZE)),
-    ] {
-        let (length, reply) = ask_crowd(
-            &with_edns(query("pool.", RecordType::AAAA), advertised),
-            false,
-        );
+    for (advertised, limit) in [(512, 512), (1000, 1000), (4096, usize::from(EDNS_UDP_PAYLOAD_SIZE))] {
+        let (length, reply) = ask_crowd(&with_edns(query("pool.", RecordType::AAAA), advertised), false);
         assert!(length <= limit, "{length} bytes for {advertised}");
         assert!(reply.metadata.truncation);
         assert!(reply.edns.is_some(), "the OPT record stays");
         // 12 bytes of header, 10 of question, 11 of OPT record, 28 per AAAA record.
-        assert_eq!(
-            reply.answers.len(),
-            (limit - 12 - 10 - 11) / 28,
-            "for {advertised}"
-        );
+        assert_eq!(reply.answers.len(), (limit - 12 - 10 - 11) / 28, "for {advertised}");
     }
 }
 
@@ -654,10 +469,7 @@ fn replies_that_fit_are_not_truncated() {
 
 #[test]
 fn tcp_replies_carry_every_answer() {
-    for message in [
-        query("pool.", RecordType::AAAA),
-        with_edns(query("pool.", RecordType::AAAA), 512),
-    ] {
+    for message in [query("pool.", RecordType::AAAA), with_edns(query("pool.", RecordType::AAAA), 512)] {
         let (_, reply) = ask_crowd(&message, true);
         assert!(!reply.metadata.truncation);
         assert_eq!(reply.answers.len(), 100);
@@ -668,19 +480,13 @@ fn tcp_replies_carry_every_answer() {
 fn tcp_replies_are_truncated_to_65535_bytes() {
     // 5,000 A records (16 bytes each while hickory compresses their name, 20 once it stops)
     // cannot fit in one message.
-    let addresses: Vec<IpAddr> = (0..5000u32)
-        .map(|index| IpAddr::from((10 << 24 | index).to_be_bytes()))
-        .collect();
+    let addresses: Vec<IpAddr> = (0..5000u32).map(|index| IpAddr::from((10 << 24 | index).to_be_bytes())).collect();
     let mut builder = DirectoryBuilder::default();
-    builder
-        .network("n", "net", vec![])
-        .endpoint("n", &["huge"], &addresses)
-        .querier("s", querier(&["n"], true, &[]));
+    builder.network("n", "net", vec![]).endpoint("n", &["huge"], &addresses).querier("s", querier(&["n"], true, &[]));
     let directory = builder.build();
-    for (message, has_opt_record) in [
-        (query("huge.", RecordType::A), false),
-        (with_edns(query("huge.", RecordType::A), 4096), true),
-    ] {
+    for (message, has_opt_record) in
+        [(query("huge.", RecordType::A), false), (with_edns(query("huge.", RecordType::A), 4096), true)]
+    {
         let decision = respond_tcp(&directory, "s", &message.to_vec().unwrap(), &[]);
         let Decision::Reply(bytes) = &decision else {
             panic!("expected a reply, got {decision:?}");
@@ -697,14 +503,8 @@ fn tcp_replies_are_truncated_to_65535_bytes() {
 #[test]
 fn tcp_queries_follow_the_same_rules() {
     let bytes = query("example.com.", RecordType::A).to_vec().unwrap();
-    assert_eq!(
-        respond_tcp(&directory(), "db-sb", &bytes, &[]),
-        Decision::Forward(vec![socket("9.9.9.9:53")])
-    );
-    assert_eq!(
-        respond_tcp(&directory(), "db-sb", &bytes[..5], &[]),
-        Decision::Drop
-    );
+    assert_eq!(respond_tcp(&directory(), "db-sb", &bytes, &[]), Decision::Forward(vec![socket("9.9.9.9:53")]));
+    assert_eq!(respond_tcp(&directory(), "db-sb", &bytes[..5], &[]), Decision::Drop);
 }
 
 // Any input at all.
@@ -716,24 +516,15 @@ fn check_any_request(directory: &Directory, sandbox: &str, request: &[u8]) {
     let upstreams = daemon_upstreams();
     let over_udp = respond(directory, sandbox, request, &upstreams);
     let over_tcp = respond_tcp(directory, sandbox, request, &upstreams);
-    for (decision, size_limit) in [
-        (over_udp, usize::from(EDNS_UDP_PAYLOAD_SIZE)),
-        (over_tcp, usize::from(u16::MAX)),
-    ] {
+    for (decision, size_limit) in [(over_udp, usize::from(EDNS_UDP_PAYLOAD_SIZE)), (over_tcp, usize::from(u16::MAX))] {
         match decision {
-            Decision::Drop => assert!(
-                request.len() < 12 || request[2] & 0x80 != 0,
-                "dropped {request:?}"
-            ),
+            Decision::Drop => assert!(request.len() < 12 || request[2] & 0x80 != 0, "dropped {request:?}"),
             Decision::Forward(upstreams) => assert!(!upstreams.is_empty()),
             Decision::Reply(bytes) => {
                 assert!(bytes.len() <= size_limit);
-                let reply = Message::from_vec(&bytes)
-                    .unwrap_or_else(|error| panic!("{error}: {bytes:?} for {request:?}"));
-                assert_eq!(
-                    reply.metadata.id,
-                    u16::from_be_bytes([request[0], request[1]])
-                );
+                let reply =
+                    Message::from_vec(&bytes).unwrap_or_else(|error| panic!("{error}: {bytes:?} for {request:?}"));
+                assert_eq!(reply.metadata.id, u16::from_be_bytes([request[0], request[1]]));
                 assert_eq!(reply.metadata.message_type, MessageType::Response);
             }
         }
@@ -796,12 +587,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 }
 
 fn sandbox() -> impl Strategy<Value = &'static str> {
-    prop_oneof![
-        Just("web-sb"),
-        Just("api-sb"),
-        Just("vault-sb"),
-        Just("stranger")
-    ]
+    prop_oneof![Just("web-sb"), Just("api-sb"), Just("vault-sb"), Just("stranger")]
 }
 
 proptest! {

@@ -86,10 +86,7 @@ impl BridgeDriver {
     pub async fn free_interface_name(&self, netns: &Path) -> Result<String, DriverError> {
         let inside = Netlink::connect_in_netns(netns)?;
         let taken: Vec<String> = inside.links().await?.into_iter().map(|l| l.name).collect();
-        Ok((0..)
-            .map(|n| format!("eth{n}"))
-            .find(|name| !taken.contains(name))
-            .expect("some ethN is free"))
+        Ok((0..).map(|n| format!("eth{n}")).find(|name| !taken.contains(name)).expect("some ethN is free"))
     }
 
     /// Connects the sandbox whose namespace is `netns` to `network` as `endpoint` describes:
@@ -103,15 +100,11 @@ impl BridgeDriver {
         default_route: bool,
     ) -> Result<(), DriverError> {
         let options = network.bridge_options();
-        let bridge = self
-            .host
-            .link_by_name(&network.bridge)
-            .await?
-            .ok_or_else(|| DriverError::Conflict(format!("bridge {} of network {} is missing", network.bridge, network.name)))?;
-        let netns_file = File::open(netns).map_err(|source| DriverError::OpenNetns {
-            path: netns.display().to_string(),
-            source,
+        let bridge = self.host.link_by_name(&network.bridge).await?.ok_or_else(|| {
+            DriverError::Conflict(format!("bridge {} of network {} is missing", network.bridge, network.name))
         })?;
+        let netns_file =
+            File::open(netns).map_err(|source| DriverError::OpenNetns { path: netns.display().to_string(), source })?;
         self.host
             .create_veth(
                 &endpoint.host_veth,
@@ -133,7 +126,12 @@ impl BridgeDriver {
         configured
     }
 
-    async fn configure_inside(&self, endpoint: &EndpointRecord, netns: &Path, default_route: bool) -> Result<(), DriverError> {
+    async fn configure_inside(
+        &self,
+        endpoint: &EndpointRecord,
+        netns: &Path,
+        default_route: bool,
+    ) -> Result<(), DriverError> {
         let interface = endpoint.interface.clone();
         let v6 = endpoint.ipv6.is_some();
         berth_sys::netns::run_in_netns(netns, move || {
@@ -143,7 +141,10 @@ impl BridgeDriver {
         })??;
         let inside = Netlink::connect_in_netns(netns)?;
         let link = inside.link_by_name(&endpoint.interface).await?.ok_or_else(|| {
-            DriverError::Conflict(format!("interface {} vanished from the sandbox right after creation", endpoint.interface))
+            DriverError::Conflict(format!(
+                "interface {} vanished from the sandbox right after creation",
+                endpoint.interface
+            ))
         })?;
         for addr in endpoint.ipv4.map(IpNet::V4).into_iter().chain(endpoint.ipv6.map(IpNet::V6)) {
             inside.add_address(link.index, addr).await?;

@@ -60,7 +60,6 @@ async fn forward_notifications(socket: TokioSocket, sender: mpsc::Sender<()>) {
     }
 }
 
-
 /// Whether every netlink message in `datagram` was caused by one of berth's own `nft` runs:
 /// each header's port id (bytes 12..16, host order) names the socket that made the change.
 fn from_berth_only(datagram: &[u8]) -> bool {

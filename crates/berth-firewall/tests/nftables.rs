@@ -26,11 +26,7 @@ use example_ruleset::{dnat, example};
 
 /// Runs an nft script in the current namespace, as a user would.
 fn nft_script(script: &str) {
-    let mut child = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("run nft");
+    let mut child = Command::new("nft").args(["-f", "-"]).stdin(Stdio::piped()).spawn().expect("run nft");
     child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
     assert!(child.wait().unwrap().success(), "nft -f - failed on:\n{script}");
 }
@@ -100,7 +96,10 @@ fn applying_twice_leaves_one_copy_of_everything() {
         assert_eq!(rules["into-network"], 6);
         assert_eq!(elements["bridges"], 2);
         assert_eq!(elements["internal_bridges"], 1);
-        assert_eq!(elements["dnat_port4"] + elements["dnat_addr4"] + elements["dnat_port6"] + elements["dnat_addr6"], 4);
+        assert_eq!(
+            elements["dnat_port4"] + elements["dnat_addr4"] + elements["dnat_port6"] + elements["dnat_addr6"],
+            4
+        );
         let text = Command::new("nft").args(["list", "table", "inet", "berth"]).output().unwrap().stdout;
         let text = String::from_utf8(text).unwrap();
         for expected in [
@@ -141,8 +140,12 @@ fn routed_networks_open_their_published_ports_and_skip_masquerade() {
         let (rules, elements) = counts();
         assert_eq!(rules["postrouting"], 3, "no masquerade for the routed IPv6 subnet, hairpin kept");
         assert_eq!((elements["routed_ports4"], elements["routed_ports6"]), (1, 1));
-        let text = String::from_utf8(Command::new("nft").args(["list", "table", "inet", "berth"]).output().unwrap().stdout).unwrap();
-        for expected in ["fd00:18::2 . tcp . 9000", "172.18.0.3 . udp . 53", "oifname \"br-web\" ip6 saddr fd00:18::/64 masquerade"] {
+        let text =
+            String::from_utf8(Command::new("nft").args(["list", "table", "inet", "berth"]).output().unwrap().stdout)
+                .unwrap();
+        for expected in
+            ["fd00:18::2 . tcp . 9000", "172.18.0.3 . udp . 53", "oifname \"br-web\" ip6 saddr fd00:18::/64 masquerade"]
+        {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
         assert!(!text.contains("ip6 saddr fd00:18::/64 oifname != \"br-web\" masquerade"), "{text}");
@@ -218,8 +221,15 @@ fn other_tables_and_the_user_hook_are_left_alone() {
         firewall.add_dnats(&[dnat(PortProtocol::Udp, None, (53, 53), "172.18.0.4", (53, 53))]).unwrap();
         firewall.apply(&example()).unwrap();
         assert_eq!(normalized(nft_json(&["list", "table", "ip", "other"])), other, "another table was changed");
-        assert_eq!(normalized(nft_json(&["list", "chain", "inet", "berth", "user-hook"])), hook, "the user hook was changed");
-        let text = String::from_utf8(Command::new("nft").args(["list", "chain", "inet", "berth", "user-hook"]).output().unwrap().stdout).unwrap();
+        assert_eq!(
+            normalized(nft_json(&["list", "chain", "inet", "berth", "user-hook"])),
+            hook,
+            "the user hook was changed"
+        );
+        let text = String::from_utf8(
+            Command::new("nft").args(["list", "chain", "inet", "berth", "user-hook"]).output().unwrap().stdout,
+        )
+        .unwrap();
         assert!(text.contains(user_rule), "{text}");
         assert!(firewall.matches(&example()).unwrap(), "the user's rules do not count against berth's");
     });
@@ -326,7 +336,10 @@ impl Namespace {
     /// Plugs the namespace's `eth0` into `bridge` with `addresses` (v4 first), routed via the
     /// bridge's gateway addresses `gateways`.
     fn plug(&self, veth: &str, bridge: &str, addresses: &[&str], gateways: &[&str]) {
-        sh(&format!("ip link add {veth} type veth peer name eth0 netns {}; ip link set {veth} master {bridge} up", self.holder.id()));
+        sh(&format!(
+            "ip link add {veth} type veth peer name eth0 netns {}; ip link set {veth} master {bridge} up",
+            self.holder.id()
+        ));
         let mut script = String::from("ip link set lo up; ip link set eth0 up\n");
         for address in addresses {
             script.push_str(&format!("ip addr add {address} dev eth0 nodad\n"));
@@ -421,11 +434,9 @@ fn packets_take_the_documented_paths() {
         ));
         // The peer's own loopback stays down so it can send to 127.0.0.1 through the host, and it
         // accepts answers from 127.0.0.1, as an attacker on the LAN would (CVE-2020-8558).
-        peer.sh(
-            "ip link set eth0 up; ip addr add 192.0.2.2/24 dev eth0; ip addr add 2001:db8::2/64 dev eth0 nodad\n\
+        peer.sh("ip link set eth0 up; ip addr add 192.0.2.2/24 dev eth0; ip addr add 2001:db8::2/64 dev eth0 nodad\n\
              sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1\n\
-             ip route add 127.0.0.0/8 via 192.0.2.1",
-        );
+             ip route add 127.0.0.0/8 via 192.0.2.1");
         let mut a = Namespace::new();
         a.plug("veth-a", "br-web", &["172.18.0.2/16", "fd00:18::2/64"], &["172.18.0.1", "fd00:18::1"]);
         let b = Namespace::new();

@@ -20,21 +20,13 @@ pub enum IpamError {
     GatewayOutsideSubnet { gateway: IpAddr, subnet: IpNet },
 
     #[error("gateway {gateway} cannot be used: it is the {role} of subnet {subnet}")]
-    GatewayReserved {
-        gateway: IpAddr,
-        subnet: IpNet,
-        role: ReservedAddress,
-    },
+    GatewayReserved { gateway: IpAddr, subnet: IpNet, role: ReservedAddress },
 
     #[error("address {addr} is outside subnet {subnet}")]
     AddressOutsideSubnet { addr: IpAddr, subnet: IpNet },
 
     #[error("address {addr} cannot be assigned: it is the {role} of subnet {subnet}")]
-    AddressReserved {
-        addr: IpAddr,
-        subnet: IpNet,
-        role: ReservedAddress,
-    },
+    AddressReserved { addr: IpAddr, subnet: IpNet, role: ReservedAddress },
 
     #[error("address {addr} is already in use on subnet {subnet}")]
     AddressInUse { addr: IpAddr, subnet: IpNet },

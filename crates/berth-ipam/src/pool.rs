@@ -35,11 +35,7 @@ impl AddressPool {
     /// longer than /30, v6 longer than /126), when the range is not inside
     /// the subnet, or when the gateway is outside the subnet or is its v4
     /// network or broadcast address or its v6 subnet-router anycast address.
-    pub fn new(
-        subnet: IpNet,
-        ip_range: Option<IpNet>,
-        gateway: Option<IpAddr>,
-    ) -> Result<Self, IpamError> {
+    pub fn new(subnet: IpNet, ip_range: Option<IpNet>, gateway: Option<IpAddr>) -> Result<Self, IpamError> {
         let subnet = subnet.trunc();
         if subnet.prefix_len() > subnet.max_prefix_len() - 2 {
             return Err(IpamError::SubnetTooSmall { subnet });
@@ -57,11 +53,7 @@ impl AddressPool {
             }
             Some(gateway) => {
                 if let Some(role) = reserved_role(subnet, bits(gateway)) {
-                    return Err(IpamError::GatewayReserved {
-                        gateway,
-                        subnet,
-                        role,
-                    });
+                    return Err(IpamError::GatewayReserved { gateway, subnet, role });
                 }
                 gateway
             }
@@ -102,23 +94,14 @@ impl AddressPool {
             }
             None => {
                 let (first, last) = self.dynamic_bounds();
-                let start = if (first..=last).contains(&self.next) {
-                    self.next
-                } else {
-                    first
-                };
+                let start = if (first..=last).contains(&self.next) { self.next } else { first };
                 let found = self
                     .first_free(start, last)
                     .or_else(|| {
                         // Wrap around to the addresses before the cursor.
-                        start
-                            .checked_sub(1)
-                            .and_then(|end| self.first_free(first, end))
+                        start.checked_sub(1).and_then(|end| self.first_free(first, end))
                     })
-                    .ok_or(IpamError::Exhausted {
-                        subnet: self.subnet,
-                        range: self.range,
-                    })?;
+                    .ok_or(IpamError::Exhausted { subnet: self.subnet, range: self.range })?;
                 self.allocated.insert(found);
                 // Past the top of the address space the cursor leaves the
                 // bounds, and the next search starts over from `first`.
@@ -281,9 +264,7 @@ mod tests {
             let subnet = net(subnet);
             assert_eq!(
                 AddressPool::new(subnet, None, None).unwrap_err(),
-                IpamError::SubnetTooSmall {
-                    subnet: subnet.trunc()
-                }
+                IpamError::SubnetTooSmall { subnet: subnet.trunc() }
             );
         }
     }
@@ -291,40 +272,25 @@ mod tests {
     #[test]
     fn range_outside_subnet_is_refused() {
         let err = AddressPool::new(net("10.1.0.0/24"), Some(net("10.2.0.0/25")), None).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "ip range 10.2.0.0/25 is not inside subnet 10.1.0.0/24"
-        );
+        assert_eq!(err.to_string(), "ip range 10.2.0.0/25 is not inside subnet 10.1.0.0/24");
         let wider = AddressPool::new(net("10.1.0.0/24"), Some(net("10.1.0.0/23")), None);
         assert!(matches!(wider, Err(IpamError::RangeOutsideSubnet { .. })));
         let other_family = AddressPool::new(net("10.1.0.0/24"), Some(net("fd00::/120")), None);
-        assert!(matches!(
-            other_family,
-            Err(IpamError::RangeOutsideSubnet { .. })
-        ));
+        assert!(matches!(other_family, Err(IpamError::RangeOutsideSubnet { .. })));
     }
 
     #[test]
     fn gateway_outside_subnet_is_refused() {
         let err = AddressPool::new(net("10.1.0.0/24"), None, Some(ip("10.2.0.1"))).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "gateway 10.2.0.1 is outside subnet 10.1.0.0/24"
-        );
+        assert_eq!(err.to_string(), "gateway 10.2.0.1 is outside subnet 10.1.0.0/24");
         let other_family = AddressPool::new(net("10.1.0.0/24"), None, Some(ip("fd00::1")));
-        assert!(matches!(
-            other_family,
-            Err(IpamError::GatewayOutsideSubnet { .. })
-        ));
+        assert!(matches!(other_family, Err(IpamError::GatewayOutsideSubnet { .. })));
     }
 
     #[test]
     fn reserved_gateway_is_refused() {
         let err = AddressPool::new(net("10.1.0.0/24"), None, Some(ip("10.1.0.0"))).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "gateway 10.1.0.0 cannot be used: it is the network address of subnet 10.1.0.0/24"
-        );
+        assert_eq!(err.to_string(), "gateway 10.1.0.0 cannot be used: it is the network address of subnet 10.1.0.0/24");
         let err = AddressPool::new(net("10.1.0.0/24"), None, Some(ip("10.1.0.255"))).unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -341,14 +307,8 @@ mod tests {
     fn static_request_outside_subnet_is_refused() {
         let mut p = pool("10.1.0.0/24");
         let err = p.allocate(Some(ip("10.2.0.5"))).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "address 10.2.0.5 is outside subnet 10.1.0.0/24"
-        );
-        assert!(matches!(
-            p.reserve(ip("fd00::5")),
-            Err(IpamError::AddressOutsideSubnet { .. })
-        ));
+        assert_eq!(err.to_string(), "address 10.2.0.5 is outside subnet 10.1.0.0/24");
+        assert!(matches!(p.reserve(ip("fd00::5")), Err(IpamError::AddressOutsideSubnet { .. })));
     }
 
     #[test]
@@ -379,16 +339,10 @@ mod tests {
         let mut p = pool("10.1.0.0/24");
         p.allocate(Some(ip("10.1.0.5"))).unwrap();
         let err = p.allocate(Some(ip("10.1.0.5"))).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "address 10.1.0.5 is already in use on subnet 10.1.0.0/24"
-        );
+        assert_eq!(err.to_string(), "address 10.1.0.5 is already in use on subnet 10.1.0.0/24");
         assert_eq!(
             p.reserve(ip("10.1.0.1")),
-            Err(IpamError::AddressInUse {
-                addr: ip("10.1.0.1"),
-                subnet: net("10.1.0.0/24")
-            })
+            Err(IpamError::AddressInUse { addr: ip("10.1.0.1"), subnet: net("10.1.0.0/24") })
         );
     }
 
@@ -403,10 +357,7 @@ mod tests {
     fn exhausted_subnet_and_range_are_reported() {
         let mut p = pool("10.1.0.0/30");
         p.allocate(None).unwrap();
-        assert_eq!(
-            p.allocate(None).unwrap_err().to_string(),
-            "no free address left in subnet 10.1.0.0/30"
-        );
+        assert_eq!(p.allocate(None).unwrap_err().to_string(), "no free address left in subnet 10.1.0.0/30");
         let mut p = AddressPool::new(net("10.1.0.0/24"), Some(net("10.1.0.8/31")), None).unwrap();
         p.allocate(None).unwrap();
         p.allocate(None).unwrap();
@@ -462,10 +413,7 @@ mod tests {
         }
         assert_eq!(p.allocate(None), Ok(top));
         assert!(p.release(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff5")));
-        assert_eq!(
-            p.allocate(None),
-            Ok(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff5"))
-        );
+        assert_eq!(p.allocate(None), Ok(ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff5")));
     }
 
     #[test]

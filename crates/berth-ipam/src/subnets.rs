@@ -69,7 +69,11 @@ impl SubnetPool {
         if size < base.prefix_len() || size > base.max_prefix_len() - 2 {
             return Err(IpamError::InvalidPool {
                 pool: format!("base={base},size={size}"),
-                reason: format!("size must be between {} (the base's prefix) and {}", base.prefix_len(), base.max_prefix_len() - 2),
+                reason: format!(
+                    "size must be between {} (the base's prefix) and {}",
+                    base.prefix_len(),
+                    base.max_prefix_len() - 2
+                ),
             });
         }
         Ok(Self { base, size })
@@ -100,8 +104,12 @@ impl std::str::FromStr for SubnetPool {
         let (mut base, mut size) = (None, None);
         for field in text.split(',') {
             match field.split_once('=') {
-                Some(("base", value)) => base = Some(value.parse::<IpNet>().map_err(|_| invalid("base is not an address/prefix"))?),
-                Some(("size", value)) => size = Some(value.parse::<u8>().map_err(|_| invalid("size is not a prefix length"))?),
+                Some(("base", value)) => {
+                    base = Some(value.parse::<IpNet>().map_err(|_| invalid("base is not an address/prefix"))?)
+                }
+                Some(("size", value)) => {
+                    size = Some(value.parse::<u8>().map_err(|_| invalid("size is not a prefix length"))?)
+                }
                 _ => return Err(invalid("expected base=CIDR,size=N")),
             }
         }
@@ -124,16 +132,8 @@ pub fn default_v4_pools() -> Vec<SubnetPool> {
 /// RFC 4193, its 40-bit global id given by the caller, derived from the host) cut into /64s.
 pub fn default_v6_pool(global_id: [u8; 5]) -> SubnetPool {
     let [a, b, c, d, e] = global_id;
-    let base = Ipv6Addr::new(
-        0xfd00 | u16::from(a),
-        u16::from_be_bytes([b, c]),
-        u16::from_be_bytes([d, e]),
-        0,
-        0,
-        0,
-        0,
-        0,
-    );
+    let base =
+        Ipv6Addr::new(0xfd00 | u16::from(a), u16::from_be_bytes([b, c]), u16::from_be_bytes([d, e]), 0, 0, 0, 0, 0);
     SubnetPool { base: IpNet::V6(Ipv6Net::new_assert(base, 48)), size: 64 }
 }
 
@@ -158,12 +158,27 @@ mod tests {
 
     #[test]
     fn special_blocks_are_refused_and_private_ones_kept() {
-        for refused in ["127.0.0.0/8", "127.1.0.0/24", "169.254.0.0/16", "224.0.0.0/24", "0.0.0.0/0", "255.255.255.0/24", "::/0", "::/64", "fe80::/64", "ff02::/64", "::ffff:10.0.0.0/120", "0.0.0.0/16", "64.0.0.0/2"] {
+        for refused in [
+            "127.0.0.0/8",
+            "127.1.0.0/24",
+            "169.254.0.0/16",
+            "224.0.0.0/24",
+            "0.0.0.0/0",
+            "255.255.255.0/24",
+            "::/0",
+            "::/64",
+            "fe80::/64",
+            "ff02::/64",
+            "::ffff:10.0.0.0/120",
+            "0.0.0.0/16",
+            "64.0.0.0/2",
+        ] {
             let net: IpNet = refused.parse().unwrap();
             let error = check_usable_subnet(&net).expect_err(refused);
             assert!(error.to_string().starts_with(&format!("subnet {refused} cannot be used")), "{error}");
         }
-        for kept in ["10.0.0.0/8", "172.17.0.0/16", "192.168.0.0/24", "198.51.100.0/24", "fd00:1::/64", "2001:db8::/64"] {
+        for kept in ["10.0.0.0/8", "172.17.0.0/16", "192.168.0.0/24", "198.51.100.0/24", "fd00:1::/64", "2001:db8::/64"]
+        {
             assert_eq!(check_usable_subnet(&kept.parse().unwrap()), Ok(()), "{kept}");
         }
         let whole = check_usable_subnet(&"0.0.0.0/0".parse().unwrap()).unwrap_err().to_string();
@@ -228,7 +243,10 @@ mod tests {
     fn every_pool_taken_is_an_error() {
         let err = first_free(&[net("172.16.0.0/12"), net("192.168.0.0/16")]).unwrap_err();
         assert!(matches!(err, IpamError::NoFreePool { .. }));
-        assert!(err.to_string().starts_with("no free subnet left in the address pools base=172.17.0.0/16,size=16 "), "{err}");
+        assert!(
+            err.to_string().starts_with("no free subnet left in the address pools base=172.17.0.0/16,size=16 "),
+            "{err}"
+        );
     }
 
     #[test]
@@ -244,7 +262,14 @@ mod tests {
         let pool: SubnetPool = "base=10.10.0.0/16,size=24".parse().unwrap();
         assert_eq!(next_free_subnet(&[pool], &[net("10.10.0.0/24")]), Ok(net("10.10.1.0/24")));
         assert_eq!("base=fd00:1::/56,size=64".parse::<SubnetPool>().unwrap().base(), net("fd00:1::/56"));
-        for bad in ["base=10.0.0.0/16,size=8", "base=10.0.0.0/16,size=31", "size=24", "base=nope,size=24", "base=127.0.0.0/8,size=16", "10.0.0.0/8"] {
+        for bad in [
+            "base=10.0.0.0/16,size=8",
+            "base=10.0.0.0/16,size=31",
+            "size=24",
+            "base=nope,size=24",
+            "base=127.0.0.0/8,size=16",
+            "10.0.0.0/8",
+        ] {
             assert!(bad.parse::<SubnetPool>().is_err(), "{bad}");
         }
     }

@@ -71,10 +71,7 @@ impl PoolSpec {
 /// A valid pool of the family `v6` with a prefix length in `prefix_lens`,
 /// maybe with a range and an explicit gateway. Host bits of the subnet are
 /// left set at random to check they are ignored.
-fn pool_spec(
-    v6: bool,
-    prefix_lens: std::ops::RangeInclusive<u8>,
-) -> impl Strategy<Value = PoolSpec> {
+fn pool_spec(v6: bool, prefix_lens: std::ops::RangeInclusive<u8>) -> impl Strategy<Value = PoolSpec> {
     (any::<u128>(), prefix_lens)
         .prop_flat_map(move |(raw, prefix_len)| {
             let subnet = if v6 {
@@ -83,12 +80,10 @@ fn pool_spec(
                 IpNet::V4(Ipv4Net::new(Ipv4Addr::from(raw as u32), prefix_len).unwrap())
             };
             let max = subnet.max_prefix_len();
-            let range = proptest::option::of((any::<u128>(), prefix_len..=max).prop_map(
-                move |(host, len)| {
-                    let host = host % size(subnet.trunc());
-                    IpNet::new(at(subnet.trunc(), host as i128), len).unwrap()
-                },
-            ));
+            let range = proptest::option::of((any::<u128>(), prefix_len..=max).prop_map(move |(host, len)| {
+                let host = host % size(subnet.trunc());
+                IpNet::new(at(subnet.trunc(), host as i128), len).unwrap()
+            }));
             let gateway = proptest::option::of(any::<u128>().prop_map(move |host| {
                 let subnet = subnet.trunc();
                 // Any host but the reserved first and (v4) last address.
@@ -97,11 +92,7 @@ fn pool_spec(
             }));
             (Just(subnet), range, gateway)
         })
-        .prop_map(|(subnet, range, gateway)| PoolSpec {
-            subnet,
-            range,
-            gateway,
-        })
+        .prop_map(|(subnet, range, gateway)| PoolSpec { subnet, range, gateway })
 }
 
 /// A small valid pool of either family, small enough to enumerate.
@@ -123,19 +114,14 @@ fn drain(pool: &mut AddressPool) -> (Vec<IpAddr>, IpamError) {
 
 /// The error of a pool with no address left.
 fn exhausted(spec: &PoolSpec) -> IpamError {
-    IpamError::Exhausted {
-        subnet: spec.subnet.trunc(),
-        range: spec.range.map(|range| range.trunc()),
-    }
+    IpamError::Exhausted { subnet: spec.subnet.trunc(), range: spec.range.map(|range| range.trunc()) }
 }
 
 /// How many addresses dynamic allocation can hand out in a fresh pool,
 /// counted one address at a time.
 fn expected_dynamic(spec: &PoolSpec, pool: &AddressPool) -> usize {
     let subnet = spec.subnet.trunc();
-    addresses(spec.dynamic())
-        .filter(|addr| !reserved(subnet).contains(addr) && *addr != pool.gateway())
-        .count()
+    addresses(spec.dynamic()).filter(|addr| !reserved(subnet).contains(addr) && *addr != pool.gateway()).count()
 }
 
 proptest! {
@@ -306,30 +292,22 @@ proptest! {
 
 /// Whether the address intervals of two prefixes of the same family meet.
 fn intervals_meet(a: &IpNet, b: &IpNet) -> bool {
-    let same_family = matches!(
-        (a, b),
-        (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_))
-    );
-    same_family
-        && value(a.network()) <= value(b.broadcast())
-        && value(b.network()) <= value(a.broadcast())
+    let same_family = matches!((a, b), (IpNet::V4(_), IpNet::V4(_)) | (IpNet::V6(_), IpNet::V6(_)));
+    same_family && value(a.network()) <= value(b.broadcast()) && value(b.network()) <= value(a.broadcast())
 }
 
 /// Any prefix of either family, host bits possibly set.
 fn any_prefix() -> impl Strategy<Value = IpNet> {
     prop_oneof![
-        (any::<u32>(), 0u8..=32)
-            .prop_map(|(raw, len)| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(raw), len).unwrap())),
-        (any::<u128>(), 0u8..=128)
-            .prop_map(|(raw, len)| IpNet::V6(Ipv6Net::new(Ipv6Addr::from(raw), len).unwrap())),
+        (any::<u32>(), 0u8..=32).prop_map(|(raw, len)| IpNet::V4(Ipv4Net::new(Ipv4Addr::from(raw), len).unwrap())),
+        (any::<u128>(), 0u8..=128).prop_map(|(raw, len)| IpNet::V6(Ipv6Net::new(Ipv6Addr::from(raw), len).unwrap())),
     ]
 }
 
 /// A prefix inside 10.0.0.0/24, small enough to check address by address.
 fn small_universe_prefix() -> impl Strategy<Value = IpNet> {
-    (any::<u8>(), 24u8..=32).prop_map(|(host, len)| {
-        IpNet::V4(Ipv4Net::new(Ipv4Addr::new(10, 0, 0, host), len).unwrap())
-    })
+    (any::<u8>(), 24u8..=32)
+        .prop_map(|(host, len)| IpNet::V4(Ipv4Net::new(Ipv4Addr::new(10, 0, 0, host), len).unwrap()))
 }
 
 /// Routes and addresses a host may have, mostly near the default pools so

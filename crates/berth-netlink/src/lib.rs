@@ -170,14 +170,8 @@ impl Netlink {
     }
 
     pub async fn links(&self) -> Result<Vec<Link>> {
-        let messages: Vec<LinkMessage> = self
-            .handle
-            .link()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(failed("list links"))?;
+        let messages: Vec<LinkMessage> =
+            self.handle.link().get().execute().try_collect().await.map_err(failed("list links"))?;
         Ok(messages.into_iter().map(Link::from_message).collect())
     }
 
@@ -199,12 +193,7 @@ impl Netlink {
             Some(mtu) => bridge.mtu(mtu),
             None => bridge,
         };
-        self.handle
-            .link()
-            .add(bridge.build())
-            .execute()
-            .await
-            .map_err(failed(format!("create bridge {name}")))?;
+        self.handle.link().add(bridge.build()).execute().await.map_err(failed(format!("create bridge {name}")))?;
         let index = self.index_of(name).await?;
         self.set_alias(index, alias).await?;
         Ok(index)
@@ -283,12 +272,7 @@ impl Netlink {
     }
 
     pub async fn delete_link(&self, index: u32) -> Result<()> {
-        self.handle
-            .link()
-            .del(index)
-            .execute()
-            .await
-            .map_err(failed(format!("delete link {index}")))
+        self.handle.link().del(index).execute().await.map_err(failed(format!("delete link {index}")))
     }
 
     /// Adds `addr` (with its prefix) to link `index`; IPv6 addresses skip duplicate address
@@ -296,35 +280,21 @@ impl Netlink {
     pub async fn add_address(&self, index: u32, addr: IpNet) -> Result<()> {
         let mut request = self.handle.address().add(index, addr.addr(), addr.prefix_len()).replace();
         if addr.addr().is_ipv6() {
-            request
-                .message_mut()
-                .attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            request.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
         }
-        request
-            .execute()
-            .await
-            .map_err(failed(format!("add address {addr} to link {index}")))
+        request.execute().await.map_err(failed(format!("add address {addr} to link {index}")))
     }
 
     /// Every address in the namespace, with the index of its link.
     pub async fn addresses(&self) -> Result<Vec<(u32, IpNet)>> {
-        let messages: Vec<AddressMessage> = self
-            .handle
-            .address()
-            .get()
-            .execute()
-            .try_collect()
-            .await
-            .map_err(failed("list addresses"))?;
+        let messages: Vec<AddressMessage> =
+            self.handle.address().get().execute().try_collect().await.map_err(failed("list addresses"))?;
         Ok(messages
             .into_iter()
             .filter_map(|msg| {
                 let prefix = msg.header.prefix_len;
                 msg.attributes.into_iter().find_map(|attr| match attr {
-                    AddressAttribute::Address(ip) => {
-                        IpNet::new(ip, prefix).ok().map(|net| (msg.header.index, net))
-                    }
+                    AddressAttribute::Address(ip) => IpNet::new(ip, prefix).ok().map(|net| (msg.header.index, net)),
                     _ => None,
                 })
             })
@@ -334,18 +304,9 @@ impl Netlink {
     /// Destinations of the main table's routes of both families, default routes excluded.
     pub async fn route_destinations(&self) -> Result<Vec<IpNet>> {
         let mut destinations = Vec::new();
-        for query in [
-            RouteMessageBuilder::<Ipv4Addr>::new().build(),
-            RouteMessageBuilder::<Ipv6Addr>::new().build(),
-        ] {
-            let routes: Vec<RouteMessage> = self
-                .handle
-                .route()
-                .get(query)
-                .execute()
-                .try_collect()
-                .await
-                .map_err(failed("list routes"))?;
+        for query in [RouteMessageBuilder::<Ipv4Addr>::new().build(), RouteMessageBuilder::<Ipv6Addr>::new().build()] {
+            let routes: Vec<RouteMessage> =
+                self.handle.route().get(query).execute().try_collect().await.map_err(failed("list routes"))?;
             destinations.extend(routes.into_iter().filter_map(|route| {
                 let len = route.header.destination_prefix_length;
                 route.attributes.into_iter().find_map(|attr| match attr {
@@ -379,11 +340,6 @@ impl Netlink {
             IpAddr::V4(gw) => RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).build(),
             IpAddr::V6(gw) => RouteMessageBuilder::<Ipv6Addr>::new().gateway(gw).build(),
         };
-        self.handle
-            .route()
-            .del(message)
-            .execute()
-            .await
-            .map_err(failed(format!("delete default route via {gateway}")))
+        self.handle.route().del(message).execute().await.map_err(failed(format!("delete default route via {gateway}")))
     }
 }

@@ -32,12 +32,16 @@ pub fn bind_control_socket(path: &Path) -> anyhow::Result<Socket> {
     match std::fs::symlink_metadata(path) {
         Ok(metadata) if std::os::unix::fs::FileTypeExt::is_socket(&metadata.file_type()) => std::fs::remove_file(path)
             .with_context(|| format!("cannot remove stale control socket {}", path.display()))?,
-        Ok(_) => anyhow::bail!("cannot use {} as the control socket: a file that is not a socket is there", path.display()),
+        Ok(_) => {
+            anyhow::bail!("cannot use {} as the control socket: a file that is not a socket is there", path.display())
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("cannot inspect control socket path {}", path.display())),
     }
-    let socket = Socket::new(Domain::UNIX, Type::SEQPACKET.cloexec(), None).context("cannot create the control socket")?;
-    let address = SockAddr::unix(path).with_context(|| format!("cannot use {} as a unix socket path", path.display()))?;
+    let socket =
+        Socket::new(Domain::UNIX, Type::SEQPACKET.cloexec(), None).context("cannot create the control socket")?;
+    let address =
+        SockAddr::unix(path).with_context(|| format!("cannot use {} as a unix socket path", path.display()))?;
     let previous_umask = umask(Mode::from_bits_truncate(0o177));
     let bound = socket.bind(&address);
     umask(previous_umask);
@@ -83,10 +87,8 @@ pub struct ControlConnection {
 impl ControlConnection {
     pub async fn next_incoming(&self) -> io::Result<Incoming> {
         let mut buffer = vec![0u8; REQUEST_BUFFER_SIZE];
-        let (length, fds) = self
-            .socket
-            .async_io(Interest::READABLE, || recv_with_fds(self.socket.as_fd(), &mut buffer))
-            .await?;
+        let (length, fds) =
+            self.socket.async_io(Interest::READABLE, || recv_with_fds(self.socket.as_fd(), &mut buffer)).await?;
         if length == 0 && fds.is_empty() {
             return Ok(Incoming::Closed);
         }
@@ -100,8 +102,6 @@ impl ControlConnection {
     pub async fn send(&self, reply: &ProxyReply, fd: Option<BorrowedFd<'_>>) -> io::Result<()> {
         let payload = serde_json::to_vec(reply).map_err(io::Error::other)?;
         let fds: Vec<BorrowedFd<'_>> = fd.into_iter().collect();
-        self.socket
-            .async_io(Interest::WRITABLE, || send_with_fds(self.socket.as_fd(), &payload, &fds))
-            .await
+        self.socket.async_io(Interest::WRITABLE, || send_with_fds(self.socket.as_fd(), &payload, &fds)).await
     }
 }

@@ -69,10 +69,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     // adds cross-thread wake-ups. Measured in one bench run each, interleaved against
     // docker-proxy: UDP pps 1.76x vs 1.41x docker-proxy, p99 0.84x vs 0.91x, conn/s and bulk TCP
     // unchanged (bench/run.sh proxy, 2 cores).
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")?;
     let outcome = runtime.block_on(serve_control(control_socket, Mappings::new(udp)));
     if let Err(e) = std::fs::remove_file(&args.control) {
         tracing::warn!("cannot remove control socket {}: {e}", args.control.display());

@@ -107,7 +107,8 @@ impl Mappings {
 
     /// Every mapping with its socket, ordered by id.
     pub fn list(&self) -> Vec<(&ProxyMapping, BorrowedFd<'_>)> {
-        let mut listed: Vec<_> = self.running.values().map(|running| (&running.mapping, running.socket.as_fd())).collect();
+        let mut listed: Vec<_> =
+            self.running.values().map(|running| (&running.mapping, running.socket.as_fd())).collect();
         listed.sort_by(|a, b| a.0.id.cmp(&b.0.id));
         listed
     }
@@ -133,7 +134,8 @@ fn prepare_socket(mapping: &ProxyMapping, socket: OwnedFd) -> Result<ServedSocke
             }
             socket.set_nonblocking(true).map_err(|e| format!("cannot make the socket non-blocking: {e}"))?;
             tcp::tune(SockRef::from(&socket));
-            let listener = TcpListener::from_std(socket.into()).map_err(|e| format!("cannot register the socket: {e}"))?;
+            let listener =
+                TcpListener::from_std(socket.into()).map_err(|e| format!("cannot register the socket: {e}"))?;
             ServedSocket::Tcp(Arc::new(listener))
         }
         PortProtocol::Udp => {
@@ -141,10 +143,12 @@ fn prepare_socket(mapping: &ProxyMapping, socket: OwnedFd) -> Result<ServedSocke
                 return Err("the passed socket is not a udp socket".into());
             }
             socket.set_nonblocking(true).map_err(|e| format!("cannot make the socket non-blocking: {e}"))?;
-            let host_socket = UdpSocket::from_std(socket.into()).map_err(|e| format!("cannot register the socket: {e}"))?;
+            let host_socket =
+                UdpSocket::from_std(socket.into()).map_err(|e| format!("cannot register the socket: {e}"))?;
             // On a wildcard address, replies must leave from the address each client wrote to.
             if host_socket.local_addr().is_ok_and(|address| address.ip().is_unspecified()) {
-                report_destinations(&host_socket).map_err(|e| format!("cannot have the socket report destinations: {e}"))?;
+                report_destinations(&host_socket)
+                    .map_err(|e| format!("cannot have the socket report destinations: {e}"))?;
             }
             ServedSocket::Udp(Arc::new(host_socket))
         }

@@ -62,7 +62,12 @@ pub async fn serve(listener: Arc<TcpListener>, mapping_id: Arc<str>, backend: So
     }
 }
 
-async fn relay_connection(client: TcpStream, client_address: SocketAddr, backend_address: SocketAddr, mapping_id: Arc<str>) {
+async fn relay_connection(
+    client: TcpStream,
+    client_address: SocketAddr,
+    backend_address: SocketAddr,
+    mapping_id: Arc<str>,
+) {
     let backend = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(backend_address)).await {
         Ok(Ok(backend)) => backend,
         Ok(Err(e)) => {
@@ -92,7 +97,9 @@ async fn relay_connection(client: TcpStream, client_address: SocketAddr, backend
                 "connection from {client_address} ended: {upstream} bytes to the backend, {downstream} back"
             );
         }
-        Err(e) => tracing::debug!(mapping = %mapping_id, "resetting both sides of the connection from {client_address}: {e}"),
+        Err(e) => {
+            tracing::debug!(mapping = %mapping_id, "resetting both sides of the connection from {client_address}: {e}")
+        }
     }
 }
 
@@ -108,10 +115,8 @@ const KEEPALIVE_PROBES: u32 = 4;
 /// keepalive settings into every socket accepted from it (tested), which saves five system calls
 /// per client connection.
 pub fn tune(socket: SockRef<'_>) {
-    let keepalive = TcpKeepalive::new()
-        .with_time(KEEPALIVE_IDLE)
-        .with_interval(KEEPALIVE_INTERVAL)
-        .with_retries(KEEPALIVE_PROBES);
+    let keepalive =
+        TcpKeepalive::new().with_time(KEEPALIVE_IDLE).with_interval(KEEPALIVE_INTERVAL).with_retries(KEEPALIVE_PROBES);
     if let Err(e) = socket.set_tcp_nodelay(true).and_then(|()| socket.set_tcp_keepalive(&keepalive)) {
         tracing::debug!("cannot set TCP_NODELAY and keepalives: {e}");
     }

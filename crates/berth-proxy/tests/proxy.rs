@@ -366,10 +366,13 @@ fn a_proxied_connection_has_keepalives_on_both_sockets_and_a_nodelay_listener() 
         let proxy_side = |local: String, peer_port: Option<u16>| {
             listing.lines().find(|line| {
                 let fields: Vec<&str> = line.split_whitespace().collect();
-                fields.len() > 3 && fields[2] == local && peer_port.is_none_or(|port| fields[3].ends_with(&format!(":{port}")))
+                fields.len() > 3
+                    && fields[2] == local
+                    && peer_port.is_none_or(|port| fields[3].ends_with(&format!(":{port}")))
             })
         };
-        let to_client = proxy_side(address.to_string(), Some(client_port)).unwrap_or_else(|| panic!("no proxy socket for the client in:\n{listing}"));
+        let to_client = proxy_side(address.to_string(), Some(client_port))
+            .unwrap_or_else(|| panic!("no proxy socket for the client in:\n{listing}"));
         assert!(to_client.contains("timer:(keepalive"), "{to_client}");
         let to_backend = listing
             .lines()
@@ -445,7 +448,11 @@ fn tcp_resets_are_passed_on_and_a_down_backend_resets_the_client() {
         let mut client = connect(resetting_address);
         client.write_all(b"x").unwrap();
         let outcome = client.read(&mut [0u8; 16]);
-        assert_eq!(outcome.map_err(|e| e.kind()), Err(ErrorKind::ConnectionReset), "a backend's reset reaches the client");
+        assert_eq!(
+            outcome.map_err(|e| e.kind()),
+            Err(ErrorKind::ConnectionReset),
+            "a backend's reset reaches the client"
+        );
     });
 }
 
@@ -522,7 +529,10 @@ fn tcp_large_transfer_arrives_intact() {
         sender.join().unwrap();
         let seconds = started.elapsed().as_secs_f64();
         let megabytes = (BLOCKS as usize * BLOCK) as f64 / 1e6;
-        eprintln!("{megabytes:.0} MB each way through the proxy in {seconds:.2} s ({:.0} MB/s each way)", megabytes / seconds);
+        eprintln!(
+            "{megabytes:.0} MB each way through the proxy in {seconds:.2} s ({:.0} MB/s each way)",
+            megabytes / seconds
+        );
     });
 }
 
@@ -555,7 +565,8 @@ fn ten_thousand_concurrent_connections() {
         let clients: Vec<TcpStream> = (0..connections).map(|_| TcpStream::connect(address).expect("connect")).collect();
         let mut backend_sides = Vec::new();
         for _ in 0..connections {
-            backend_sides.push(accepted.recv_timeout(Duration::from_secs(10)).expect("every connection reaches the backend"));
+            backend_sides
+                .push(accepted.recv_timeout(Duration::from_secs(10)).expect("every connection reaches the backend"));
         }
         for (index, mut client) in clients.iter().enumerate() {
             client.write_all(&(index as u32).to_le_bytes()).unwrap();
@@ -597,7 +608,8 @@ fn udp_clients_get_their_own_replies() {
                         let reply = udp_exchange(&socket, address, message.as_bytes(), Duration::from_secs(2));
                         assert_eq!(reply.as_deref(), Some(message.as_bytes()), "each client gets its own replies");
                     }
-                    let backend_view = udp_exchange(&socket, address, b"who?", Duration::from_secs(2)).expect("a reply");
+                    let backend_view =
+                        udp_exchange(&socket, address, b"who?", Duration::from_secs(2)).expect("a reply");
                     String::from_utf8(backend_view).unwrap()
                 })
             })
@@ -623,7 +635,8 @@ fn udp_replies_on_a_wildcard_socket_leave_from_the_address_the_client_wrote_to()
     in_fresh_netns("udp_replies_on_a_wildcard_socket_leave_from_the_address_the_client_wrote_to", || {
         let proxy = Proxy::start("udp-wildcard", &[]);
         let control = proxy.control();
-        let status = Command::new("ip").args(["addr", "add", "2001:db8::2/128", "dev", "lo", "nodad"]).status().unwrap();
+        let status =
+            Command::new("ip").args(["addr", "add", "2001:db8::2/128", "dev", "lo", "nodad"]).status().unwrap();
         assert!(status.success());
         let v6_wildcard = Socket::new(Domain::IPV6, Type::DGRAM, None).unwrap();
         v6_wildcard.set_only_v6(true).unwrap();
@@ -702,10 +715,8 @@ fn serving_survives_control_reconnects_and_list_returns_working_sockets() {
         let listed = second.list();
         let summary: Vec<_> = listed.iter().map(|(m, _)| (m.id.as_str(), m.protocol, m.backend)).collect();
         assert_eq!(summary, [("dns", PortProtocol::Udp, udp_backend), ("web", PortProtocol::Tcp, tcp_backend)]);
-        let bound: Vec<SocketAddr> = listed
-            .iter()
-            .map(|(_, fd)| SockRef::from(fd).local_addr().unwrap().as_socket().unwrap())
-            .collect();
+        let bound: Vec<SocketAddr> =
+            listed.iter().map(|(_, fd)| SockRef::from(fd).local_addr().unwrap().as_socket().unwrap()).collect();
         assert_eq!(bound, [dns_address, web_address]);
         let web_copy = &listed[1].1;
         assert!(SockRef::from(web_copy).is_listener().unwrap());

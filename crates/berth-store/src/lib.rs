@@ -53,10 +53,8 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the database file at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|source| StoreError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+        let db =
+            Database::create(path).map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(NETWORKS).map_err(db_err)?;
         txn.open_table(SANDBOXES).map_err(db_err)?;
@@ -165,9 +163,7 @@ mod tests {
         let path = temp_db("reopen");
         {
             let store = Store::open(&path).unwrap();
-            store
-                .commit(&[Change::PutNetwork(&network("a")), Change::PutSandbox(&sandbox("s"))])
-                .unwrap();
+            store.commit(&[Change::PutNetwork(&network("a")), Change::PutSandbox(&sandbox("s"))]).unwrap();
             store.commit(&[Change::PutNetwork(&network("b")), Change::DeleteNetwork("a")]).unwrap();
         }
         let snapshot = Store::open(&path).unwrap().load().unwrap();

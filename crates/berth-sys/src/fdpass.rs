@@ -18,18 +18,25 @@ const MAX_FDS_PER_MESSAGE: usize = 253;
 /// not be told apart from the end of the connection.
 pub fn send_with_fds(socket: BorrowedFd<'_>, payload: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
     if payload.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "cannot send an empty message: it reads as end of connection"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "cannot send an empty message: it reads as end of connection",
+        ));
     }
     if fds.len() > MAX_FDS_PER_MESSAGE {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("cannot send {} descriptors in one message: the kernel passes at most {MAX_FDS_PER_MESSAGE}", fds.len()),
+            format!(
+                "cannot send {} descriptors in one message: the kernel passes at most {MAX_FDS_PER_MESSAGE}",
+                fds.len()
+            ),
         ));
     }
     let raw_fds: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
     let rights = [ControlMessage::ScmRights(&raw_fds)];
     let control: &[ControlMessage<'_>] = if raw_fds.is_empty() { &[] } else { &rights };
-    let sent = sendmsg::<UnixAddr>(socket.as_raw_fd(), &[IoSlice::new(payload)], control, MsgFlags::MSG_NOSIGNAL, None)?;
+    let sent =
+        sendmsg::<UnixAddr>(socket.as_raw_fd(), &[IoSlice::new(payload)], control, MsgFlags::MSG_NOSIGNAL, None)?;
     if sent != payload.len() {
         return Err(io::Error::new(
             io::ErrorKind::WriteZero,

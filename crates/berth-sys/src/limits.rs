@@ -8,10 +8,8 @@ use nix::sys::resource::{getrlimit, setrlimit, Resource};
 /// the kernel's ceiling (fs.nr_open) first. Returns the limit in force afterwards.
 pub fn raise_open_file_limit() -> nix::Result<u64> {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
-    let ceiling = std::fs::read_to_string("/proc/sys/fs/nr_open")
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(hard);
+    let ceiling =
+        std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|text| text.trim().parse().ok()).unwrap_or(hard);
     if ceiling > hard && setrlimit(Resource::RLIMIT_NOFILE, ceiling, ceiling).is_ok() {
         return Ok(ceiling);
     }

@@ -72,11 +72,7 @@ fn is_mount_point(dir: &Path) -> bool {
 
 /// Creates a new, empty network namespace pinned at `path` (which must not exist yet).
 pub fn create_netns(path: &Path) -> Result<(), NetnsError> {
-    File::options()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(io_err("create the mount point of", path))?;
+    File::options().write(true).create_new(true).open(path).map_err(io_err("create the mount point of", path))?;
     let target = path.to_owned();
     let pinned = std::thread::spawn(move || -> Result<(), NetnsError> {
         // This thread ends right after, so leaving it in the new namespace is harmless.

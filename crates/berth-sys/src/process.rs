@@ -30,26 +30,16 @@ pub enum ProcessError {
     #[error("no program to run")]
     NoProgram,
     #[error("invalid hostname {hostname:?}: {reason}")]
-    InvalidHostname {
-        hostname: String,
-        reason: &'static str,
-    },
+    InvalidHostname { hostname: String, reason: &'static str },
     #[error("path {0:?} contains a nul byte")]
     PathWithNul(PathBuf),
     #[error("cannot open network namespace {}: {}", path.display(), describe(error))]
     OpenNetns { path: PathBuf, error: io::Error },
-    #[error(
-        "cannot create a pipe to report the sandbox set-up: {}",
-        describe(error)
-    )]
+    #[error("cannot create a pipe to report the sandbox set-up: {}", describe(error))]
     ReportPipe { error: io::Error },
     /// A step between fork and exec failed: `action` says which one ("enter network namespace ...").
     #[error("cannot run {:?}: cannot {action}: {}", program.to_string_lossy(), describe(error))]
-    Setup {
-        program: OsString,
-        action: String,
-        error: io::Error,
-    },
+    Setup { program: OsString, action: String, error: io::Error },
     /// The sandbox was set up but the program could not be executed (not found, not executable).
     #[error("cannot run {:?}: {}", program.to_string_lossy(), describe(error))]
     Exec { program: OsString, error: io::Error },
@@ -96,8 +86,7 @@ impl SandboxCommand {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args
-            .extend(args.into_iter().map(|arg| arg.as_ref().to_owned()));
+        self.args.extend(args.into_iter().map(|arg| arg.as_ref().to_owned()));
         self
     }
 
@@ -137,27 +126,16 @@ impl SandboxCommand {
     /// Starts the program. The environment and working directory are the caller's.
     pub fn spawn(&self) -> Result<Child, ProcessError> {
         let plan = self.plan()?;
-        let netns = File::open(&self.netns_path).map_err(|error| ProcessError::OpenNetns {
-            path: self.netns_path.clone(),
-            error,
-        })?;
+        let netns = File::open(&self.netns_path)
+            .map_err(|error| ProcessError::OpenNetns { path: self.netns_path.clone(), error })?;
         let (report_reader, report_writer) =
-            unistd::pipe2(OFlag::O_CLOEXEC).map_err(|errno| ProcessError::ReportPipe {
-                error: errno.into(),
-            })?;
-        let setup = ChildSetup {
-            plan,
-            netns,
-            report: report_writer,
-        };
+            unistd::pipe2(OFlag::O_CLOEXEC).map_err(|errno| ProcessError::ReportPipe { error: errno.into() })?;
+        let setup = ChildSetup { plan, netns, report: report_writer };
 
         let mut command = Command::new(&self.program);
         command.args(&self.args);
         if self.detach {
-            command
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null());
+            command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         }
         // SAFETY: the closure runs in the forked child before exec. It only makes system calls
         // (setsid, setns, unshare, mount, umount2, sethostname, write) through nix wrappers that do not
@@ -171,15 +149,10 @@ impl SandboxCommand {
         // end: drop it so reading the pipe ends once the child has exec'd or exited.
         drop(command);
         spawned.map_err(|error| match failed_step(report_reader) {
-            Some(step) => ProcessError::Setup {
-                program: self.program.clone(),
-                action: self.describe_step(step),
-                error,
-            },
-            None => ProcessError::Exec {
-                program: self.program.clone(),
-                error,
-            },
+            Some(step) => {
+                ProcessError::Setup { program: self.program.clone(), action: self.describe_step(step), error }
+            }
+            None => ProcessError::Exec { program: self.program.clone(), error },
         })
     }
 
@@ -198,16 +171,8 @@ impl SandboxCommand {
         };
         let files = [
             (SetupStep::BindHosts, &self.hosts_file, c"/etc/hosts"),
-            (
-                SetupStep::BindResolvConf,
-                &self.resolv_conf_file,
-                c"/etc/resolv.conf",
-            ),
-            (
-                SetupStep::BindHostname,
-                &self.hostname_file,
-                c"/etc/hostname",
-            ),
+            (SetupStep::BindResolvConf, &self.resolv_conf_file, c"/etc/resolv.conf"),
+            (SetupStep::BindHostname, &self.hostname_file, c"/etc/hostname"),
         ];
         let mut binds = Vec::new();
         for (step, source, target) in files {
@@ -217,17 +182,9 @@ impl SandboxCommand {
             if !Path::new(OsStr::from_bytes(target.to_bytes())).exists() {
                 continue;
             }
-            binds.push(BindMount {
-                step,
-                source: c_path(source)?,
-                target,
-            });
+            binds.push(BindMount { step, source: c_path(source)?, target });
         }
-        Ok(ChildPlan {
-            new_session: self.detach,
-            binds,
-            hostname,
-        })
+        Ok(ChildPlan { new_session: self.detach, binds, hostname })
     }
 
     /// What a failed step was doing, for the error message.
@@ -242,18 +199,13 @@ impl SandboxCommand {
                 format!("enter network namespace {}", self.netns_path.display())
             }
             SetupStep::NewMountNs => "create a mount namespace".to_owned(),
-            SetupStep::MakeMountsSlave => {
-                "make the mount namespace a slave of the host's".to_owned()
-            }
+            SetupStep::MakeMountsSlave => "make the mount namespace a slave of the host's".to_owned(),
             SetupStep::RemountSys => "mount a sysfs of the sandbox's namespace on /sys".to_owned(),
             SetupStep::BindHosts => bind(&self.hosts_file, "/etc/hosts"),
             SetupStep::BindResolvConf => bind(&self.resolv_conf_file, "/etc/resolv.conf"),
             SetupStep::BindHostname => bind(&self.hostname_file, "/etc/hostname"),
             SetupStep::NewUtsNs => "create a UTS namespace".to_owned(),
-            SetupStep::SetHostname => format!(
-                "set hostname {:?}",
-                self.hostname.as_deref().unwrap_or_default()
-            ),
+            SetupStep::SetHostname => format!("set hostname {:?}", self.hostname.as_deref().unwrap_or_default()),
         }
     }
 }
@@ -268,10 +220,7 @@ fn validate_hostname(hostname: &str) -> Result<(), ProcessError> {
     } else {
         return Ok(());
     };
-    Err(ProcessError::InvalidHostname {
-        hostname: hostname.to_owned(),
-        reason,
-    })
+    Err(ProcessError::InvalidHostname { hostname: hostname.to_owned(), reason })
 }
 
 fn c_path(path: &Path) -> Result<CString, ProcessError> {
@@ -368,14 +317,8 @@ impl ChildSetup {
         }
         setns(&self.netns, CloneFlags::CLONE_NEWNET).map_err(at(SetupStep::EnterNetns))?;
         unshare(CloneFlags::CLONE_NEWNS).map_err(at(SetupStep::NewMountNs))?;
-        mount(
-            None::<&CStr>,
-            c"/",
-            None::<&CStr>,
-            MsFlags::MS_REC | MsFlags::MS_SLAVE,
-            None::<&CStr>,
-        )
-        .map_err(at(SetupStep::MakeMountsSlave))?;
+        mount(None::<&CStr>, c"/", None::<&CStr>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&CStr>)
+            .map_err(at(SetupStep::MakeMountsSlave))?;
         // A fresh sysfs shows the sandbox's own interfaces under /sys/class/net, as with
         // `ip netns exec`; the old one is detached only in this private mount namespace.
         match umount2(c"/sys", MntFlags::MNT_DETACH) {
@@ -385,14 +328,8 @@ impl ChildSetup {
         mount(Some(c"sysfs"), c"/sys", Some(c"sysfs"), MsFlags::empty(), None::<&CStr>)
             .map_err(at(SetupStep::RemountSys))?;
         for bind in &plan.binds {
-            mount(
-                Some(bind.source.as_c_str()),
-                bind.target,
-                None::<&CStr>,
-                MsFlags::MS_BIND,
-                None::<&CStr>,
-            )
-            .map_err(at(bind.step))?;
+            mount(Some(bind.source.as_c_str()), bind.target, None::<&CStr>, MsFlags::MS_BIND, None::<&CStr>)
+                .map_err(at(bind.step))?;
         }
         if let Some(hostname) = &plan.hostname {
             unshare(CloneFlags::CLONE_NEWUTS).map_err(at(SetupStep::NewUtsNs))?;
@@ -408,9 +345,7 @@ mod tests {
 
     #[test]
     fn an_empty_program_is_refused() {
-        let error = SandboxCommand::new("/proc/self/ns/net", "")
-            .spawn()
-            .unwrap_err();
+        let error = SandboxCommand::new("/proc/self/ns/net", "").spawn().unwrap_err();
         assert!(matches!(error, ProcessError::NoProgram), "{error}");
     }
 
@@ -421,14 +356,8 @@ mod tests {
             (&"h".repeat(65)[..], "longer than 64 bytes"),
             ("a\0b", "contains a nul byte"),
         ] {
-            let error = SandboxCommand::new("/nonexistent", "true")
-                .hostname(hostname)
-                .spawn()
-                .unwrap_err();
-            assert!(
-                matches!(&error, ProcessError::InvalidHostname { reason: r, .. } if *r == reason),
-                "{error}"
-            );
+            let error = SandboxCommand::new("/nonexistent", "true").hostname(hostname).spawn().unwrap_err();
+            assert!(matches!(&error, ProcessError::InvalidHostname { reason: r, .. } if *r == reason), "{error}");
         }
         assert!(validate_hostname(&"h".repeat(64)).is_ok());
     }
@@ -444,9 +373,7 @@ mod tests {
 
     #[test]
     fn a_missing_namespace_file_names_the_path() {
-        let error = SandboxCommand::new("/nonexistent/berth/netns/x", "true")
-            .spawn()
-            .unwrap_err();
+        let error = SandboxCommand::new("/nonexistent/berth/netns/x", "true").spawn().unwrap_err();
         assert!(matches!(error, ProcessError::OpenNetns { .. }), "{error}");
         assert_eq!(
             error.to_string(),
@@ -487,7 +414,9 @@ mod tests {
     /// and UTS namespaces.
     #[test]
     fn the_child_sees_the_sandbox_files_and_hostname() {
-        if !berth_testns::can_run_as_root() || !berth_testns::can_run(Path::new("/etc/hosts").exists(), "an /etc/hosts to cover") {
+        if !berth_testns::can_run_as_root()
+            || !berth_testns::can_run(Path::new("/etc/hosts").exists(), "an /etc/hosts to cover")
+        {
             return;
         }
         let dir = std::env::temp_dir().join(format!("berth-process-test-{}", std::process::id()));
@@ -506,10 +435,7 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(status.unwrap().unwrap().success());
         assert_eq!(seen.unwrap(), "10.0.0.2 sandbox-test\nsandbox-test\n");
-        assert_ne!(
-            std::fs::read_to_string("/etc/hosts").unwrap(),
-            "10.0.0.2 sandbox-test\n"
-        );
+        assert_ne!(std::fs::read_to_string("/etc/hosts").unwrap(), "10.0.0.2 sandbox-test\n");
         assert_ne!(unistd::gethostname().unwrap(), "sandbox-test");
     }
 
@@ -518,12 +444,7 @@ mod tests {
         if !berth_testns::can_run_as_root() {
             return;
         }
-        let error = SandboxCommand::new("/proc/self/ns/net", "/nonexistent/program")
-            .spawn()
-            .unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "cannot run \"/nonexistent/program\": No such file or directory"
-        );
+        let error = SandboxCommand::new("/proc/self/ns/net", "/nonexistent/program").spawn().unwrap_err();
+        assert_eq!(error.to_string(), "cannot run \"/nonexistent/program\": No such file or directory");
     }
 }

@@ -25,7 +25,8 @@ pub struct ProcStat {
 /// Reads `/proc/PID/stat`; `Err` of kind NotFound when no process has this pid.
 pub fn proc_stat(pid: u32) -> io::Result<ProcStat> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("unexpected /proc/{pid}/stat: {text:?}")))
+    parse_stat(&text)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("unexpected /proc/{pid}/stat: {text:?}")))
 }
 
 /// `pid (comm) state ppid ... starttime ...`; comm may hold spaces and parentheses, so the
@@ -80,7 +81,13 @@ impl PinnedProcess {
         // SAFETY: pidfd_send_signal(2) with a pidfd this struct owns, a valid signal number, a
         // null siginfo (the kernel fills it as kill(2) would) and no flags; no memory is shared.
         let rc = unsafe {
-            libc::syscall(libc::SYS_pidfd_send_signal, self.pidfd.as_raw_fd(), signal as libc::c_int, std::ptr::null::<libc::siginfo_t>(), 0)
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                signal as libc::c_int,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
         };
         if rc == 0 {
             Ok(())

@@ -18,9 +18,5 @@ pub struct SysctlError {
 /// form keeps interface names with dots intact.
 pub fn set_sysctl(key: &str, value: &str) -> Result<(), SysctlError> {
     let path = PathBuf::from("/proc/sys").join(key);
-    std::fs::write(&path, value).map_err(|source| SysctlError {
-        key: key.to_owned(),
-        value: value.to_owned(),
-        source,
-    })
+    std::fs::write(&path, value).map_err(|source| SysctlError { key: key.to_owned(), value: value.to_owned(), source })
 }

@@ -155,7 +155,12 @@ pub fn report_destinations(socket: &UdpSocket) -> io::Result<()> {
 /// [`Datagram::destination`], so a reply leaves from the address its client wrote to), else
 /// from the one routing picks. Never waits: a full send buffer is `WouldBlock`, which the
 /// caller may take as the datagram dropped.
-pub fn send_from(socket: &UdpSocket, payload: &[u8], destination: SocketAddr, source: Option<IpAddr>) -> io::Result<usize> {
+pub fn send_from(
+    socket: &UdpSocket,
+    payload: &[u8],
+    destination: SocketAddr,
+    source: Option<IpAddr>,
+) -> io::Result<usize> {
     let payload = [IoSlice::new(payload)];
     let destination = SockaddrStorage::from(destination);
     let v4_source = match source {
@@ -193,9 +198,8 @@ pub async fn send_batch<P: AsRef<[u8]>>(socket: &UdpSocket, datagrams: &[(P, Soc
     let mut refused = 0;
     let mut first_refusal = None;
     while next < datagrams.len() {
-        let sent = socket
-            .async_io(Interest::WRITABLE, || send_now(socket, &payloads[next..], &destinations[next..]))
-            .await;
+        let sent =
+            socket.async_io(Interest::WRITABLE, || send_now(socket, &payloads[next..], &destinations[next..])).await;
         match sent {
             Ok(count) => next += count,
             Err(error) => {
@@ -351,11 +355,8 @@ mod tests {
             let second = bound_socket().await;
             let first_address = first.local_addr().expect("an address");
             let second_address = second.local_addr().expect("an address");
-            let datagrams = [
-                (b"a".to_vec(), first_address),
-                (b"b".to_vec(), second_address),
-                (b"c".to_vec(), first_address),
-            ];
+            let datagrams =
+                [(b"a".to_vec(), first_address), (b"b".to_vec(), second_address), (b"c".to_vec(), first_address)];
             send_batch(&sender, &datagrams).await.expect("send the batch");
             let mut batch = ReceiveBatch::new(4, 16);
             let mut to_first = Vec::new();
@@ -372,7 +373,11 @@ mod tests {
     /// A client connected to `to` (so it takes datagrams from that address only) gets a reply
     /// from a wildcard-bound server only when the server sends it from the address the client
     /// wrote to, which the server learned from the datagram.
-    async fn replies_come_from_the_address_written_to(wildcard: SocketAddr, client_bind: SocketAddr, written_to: IpAddr) {
+    async fn replies_come_from_the_address_written_to(
+        wildcard: SocketAddr,
+        client_bind: SocketAddr,
+        written_to: IpAddr,
+    ) {
         let server = UdpSocket::bind(wildcard).await.expect("bind the wildcard server");
         let port = server.local_addr().expect("an address").port();
         let client = UdpSocket::bind(client_bind).await.expect("bind the client");

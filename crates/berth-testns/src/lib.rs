@@ -31,7 +31,8 @@ pub fn can_run(available: bool, what: &str) -> bool {
 
 /// Under CI (`CI=true`) or with `BERTH_REQUIRE_ROOT=1`, a test that cannot run fails.
 fn skipping_forbidden() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") || std::env::var("BERTH_REQUIRE_ROOT").is_ok_and(|v| v == "1")
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+        || std::env::var("BERTH_REQUIRE_ROOT").is_ok_and(|v| v == "1")
 }
 
 /// Whether this process runs as root ([`can_run`] for tests that make namespaces).

@@ -89,7 +89,9 @@ impl BridgeOptions {
                 OPTION_ENABLE_IP_MASQUERADE => {
                     parsed.enable_ip_masquerade = parse_bool(value).ok_or_else(|| invalid("true or false"))?
                 }
-                OPTION_INHIBIT_IPV4 => parsed.inhibit_ipv4 = parse_bool(value).ok_or_else(|| invalid("true or false"))?,
+                OPTION_INHIBIT_IPV4 => {
+                    parsed.inhibit_ipv4 = parse_bool(value).ok_or_else(|| invalid("true or false"))?
+                }
                 OPTION_MTU => {
                     let mtu: u32 = value.parse().map_err(|_| invalid("a number"))?;
                     if !(MIN_MTU..=MAX_MTU).contains(&mtu) {
@@ -177,8 +179,18 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_are_refused_naming_them() {
         let unknown = BridgeOptions::parse(&options(&[("com.docker.network.bridge.enable_icc2", "x")])).unwrap_err();
-        assert!(unknown.starts_with("network option com.docker.network.bridge.enable_icc2 is not supported"), "{unknown}");
-        for (key, value) in [(OPTION_ENABLE_ICC, "nope"), (OPTION_MTU, "67"), (OPTION_MTU, "70000"), (OPTION_MTU, "x"), (OPTION_HOST_BINDING_IPV4, "host"), (OPTION_GATEWAY_MODE_IPV4, "isolated")] {
+        assert!(
+            unknown.starts_with("network option com.docker.network.bridge.enable_icc2 is not supported"),
+            "{unknown}"
+        );
+        for (key, value) in [
+            (OPTION_ENABLE_ICC, "nope"),
+            (OPTION_MTU, "67"),
+            (OPTION_MTU, "70000"),
+            (OPTION_MTU, "x"),
+            (OPTION_HOST_BINDING_IPV4, "host"),
+            (OPTION_GATEWAY_MODE_IPV4, "isolated"),
+        ] {
             let error = BridgeOptions::parse(&options(&[(key, value)])).unwrap_err();
             assert!(error.contains(key) && error.contains(value), "{error}");
         }

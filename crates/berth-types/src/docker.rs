@@ -465,7 +465,8 @@ mod tests {
 
     #[test]
     fn filters_read_both_forms() {
-        let set: DockerFilters = serde_json::from_str(r#"{"name":{"n1":true,"n2":false},"type":{"custom":true}}"#).unwrap();
+        let set: DockerFilters =
+            serde_json::from_str(r#"{"name":{"n1":true,"n2":false},"type":{"custom":true}}"#).unwrap();
         assert_eq!(set.get("name"), ["n1"]);
         assert_eq!(set.get("type"), ["custom"]);
         assert!(set.get("label").is_empty());

@@ -28,16 +28,10 @@ pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {
         return Err(format!("invalid {kind} name \"\": a name must not be empty"));
     };
     if name.len() > MAX_NAME_LEN {
-        return Err(format!(
-            "invalid {kind} name {name:?}: longer than {MAX_NAME_LEN} characters"
-        ));
+        return Err(format!("invalid {kind} name {name:?}: longer than {MAX_NAME_LEN} characters"));
     }
-    if !first.is_ascii_alphanumeric()
-        || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-    {
-        return Err(format!(
-            "invalid {kind} name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-        ));
+    if !first.is_ascii_alphanumeric() || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
+        return Err(format!("invalid {kind} name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"));
     }
     Ok(())
 }
@@ -80,9 +74,7 @@ pub fn validate_interface_name(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
     let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
     if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
-        return Err(format!(
-            "invalid bridge name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-        ));
+        return Err(format!("invalid bridge name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"));
     }
     if name == "lo" {
         return Err("invalid bridge name \"lo\": it is the loopback interface".into());

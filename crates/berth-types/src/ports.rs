@@ -96,9 +96,9 @@ impl PortSpec {
             None => (spec, PortProtocol::Tcp),
         };
         let (host_ip, rest) = if let Some(after) = body.strip_prefix('[') {
-            let (ip, rest) = after
-                .split_once("]:")
-                .ok_or_else(|| format!("invalid port spec {spec:?}: an IPv6 host address is written [ADDR]:PORT:PORT"))?;
+            let (ip, rest) = after.split_once("]:").ok_or_else(|| {
+                format!("invalid port spec {spec:?}: an IPv6 host address is written [ADDR]:PORT:PORT")
+            })?;
             let ip: IpAddr = ip.parse().map_err(|_| format!("invalid host address {ip:?} in {spec:?}"))?;
             (Some(ip), rest)
         } else {
@@ -171,7 +171,11 @@ pub fn port_map(mappings: &[PortMapping]) -> PortMap {
     let mut map = PortMap::new();
     for m in mappings {
         for offset in 0..m.host_ports.count() {
-            let container = if m.container_ports.count() == 1 { m.container_ports.start } else { m.container_ports.start + offset as u16 };
+            let container = if m.container_ports.count() == 1 {
+                m.container_ports.start
+            } else {
+                m.container_ports.start + offset as u16
+            };
             let host_port = (m.host_ports.start + offset as u16).to_string();
             let ips = match m.host_ip {
                 Some(ip) => vec![ip.to_string()],
@@ -194,7 +198,15 @@ mod tests {
 
     #[test]
     fn specs_parse_like_docker() {
-        assert_eq!(spec("80"), PortSpec { host_ip: None, host_ports: None, container_ports: PortRange::single(80), protocol: PortProtocol::Tcp });
+        assert_eq!(
+            spec("80"),
+            PortSpec {
+                host_ip: None,
+                host_ports: None,
+                container_ports: PortRange::single(80),
+                protocol: PortProtocol::Tcp
+            }
+        );
         assert_eq!(spec("8080:80").host_ports, Some(PortRange::single(8080)));
         assert_eq!(spec("8080:80/udp").protocol, PortProtocol::Udp);
         let s = spec("127.0.0.1:8080:80");
@@ -211,7 +223,9 @@ mod tests {
 
     #[test]
     fn bad_specs_are_refused() {
-        for bad in ["", "0", "70000", "80/icmp", "a:80", "1.2.3.4:x:80", "90-80", "8000-8010:80-81", "::1:80:80", "[::1:80:80"] {
+        for bad in
+            ["", "0", "70000", "80/icmp", "a:80", "1.2.3.4:x:80", "90-80", "8000-8010:80-81", "::1:80:80", "[::1:80:80"]
+        {
             assert!(PortSpec::parse(bad).is_err(), "{bad} should be refused");
         }
     }
@@ -224,10 +238,13 @@ mod tests {
             host_ports: PortRange { start: 8080, end: 8081 },
             container_ports: PortRange { start: 80, end: 81 },
         }]);
-        assert_eq!(map["80/tcp"], vec![
-            PortBinding { host_ip: "0.0.0.0".into(), host_port: "8080".into() },
-            PortBinding { host_ip: "::".into(), host_port: "8080".into() },
-        ]);
+        assert_eq!(
+            map["80/tcp"],
+            vec![
+                PortBinding { host_ip: "0.0.0.0".into(), host_port: "8080".into() },
+                PortBinding { host_ip: "::".into(), host_port: "8080".into() },
+            ]
+        );
         assert_eq!(map["81/tcp"][0].host_port, "8081");
     }
 }

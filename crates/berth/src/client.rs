@@ -28,10 +28,7 @@ pub enum ClientError {
     /// The socket could not be connected.
     Unreachable { socket: PathBuf, error: io::Error },
     /// The connection broke during the exchange.
-    Connection {
-        socket: PathBuf,
-        error: hyper::Error,
-    },
+    Connection { socket: PathBuf, error: hyper::Error },
     /// berthd answered with an error status.
     Daemon { status: StatusCode, message: String },
     /// berthd's answer is not the JSON expected.
@@ -65,11 +62,7 @@ impl fmt::Display for ClientError {
                 }
             }
             ClientError::Connection { socket, error } => {
-                write!(
-                    f,
-                    "connection to berthd at {} failed: {error}",
-                    socket.display()
-                )
+                write!(f, "connection to berthd at {} failed: {error}", socket.display())
             }
             ClientError::Daemon { message, .. } => f.write_str(message),
             ClientError::InvalidAnswer { error } => {
@@ -118,9 +111,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(socket: &Path) -> Self {
-        Self {
-            socket: socket.to_owned(),
-        }
+        Self { socket: socket.to_owned() }
     }
 
     pub async fn get(&self, path: &str) -> Result<Value, ClientError> {
@@ -142,33 +133,16 @@ impl Client {
     }
 
     /// Sends one request on a fresh connection; an empty answer (204) is `Value::Null`.
-    async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Vec<u8>>,
-    ) -> Result<Value, ClientError> {
-        let stream =
-            UnixStream::connect(&self.socket)
-                .await
-                .map_err(|error| ClientError::Unreachable {
-                    socket: self.socket.clone(),
-                    error,
-                })?;
-        let broken = |error| ClientError::Connection {
-            socket: self.socket.clone(),
-            error,
-        };
-        let (mut sender, connection) = http1::handshake(TokioIo::new(stream))
+    async fn request(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<Value, ClientError> {
+        let stream = UnixStream::connect(&self.socket)
             .await
-            .map_err(broken)?;
+            .map_err(|error| ClientError::Unreachable { socket: self.socket.clone(), error })?;
+        let broken = |error| ClientError::Connection { socket: self.socket.clone(), error };
+        let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await.map_err(broken)?;
         // Drives the connection; it ends when `sender` is dropped with this function.
         tokio::spawn(connection);
 
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(HOST, "berthd");
+        let mut request = Request::builder().method(method).uri(path).header(HOST, "berthd");
         if body.is_some() {
             request = request.header(CONTENT_TYPE, "application/json");
         }
@@ -177,12 +151,7 @@ impl Client {
             .expect("a path from route() and fixed headers make a valid request");
         let response = sender.send_request(request).await.map_err(broken)?;
         let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(broken)?
-            .to_bytes();
+        let bytes = response.into_body().collect().await.map_err(broken)?.to_bytes();
 
         if !status.is_success() {
             let message = match serde_json::from_slice::<ErrorBody>(&bytes) {
@@ -205,14 +174,8 @@ mod tests {
     #[test]
     fn routes_encode_every_segment() {
         assert_eq!(route(&["networks"]), "/v1/networks");
-        assert_eq!(
-            route(&["networks", "n1", "connect"]),
-            "/v1/networks/n1/connect"
-        );
-        assert_eq!(
-            route(&["sandboxes", "a/b?c d"]),
-            "/v1/sandboxes/a%2Fb%3Fc%20d"
-        );
+        assert_eq!(route(&["networks", "n1", "connect"]), "/v1/networks/n1/connect");
+        assert_eq!(route(&["sandboxes", "a/b?c d"]), "/v1/sandboxes/a%2Fb%3Fc%20d");
     }
 
     #[test]
@@ -233,9 +196,7 @@ mod tests {
         let client = Client::new(Path::new("/nonexistent/berth.sock"));
         let error = client.get(&route(&["version"])).await.unwrap_err();
         assert!(
-            error.to_string().starts_with(
-                "cannot reach berthd at /nonexistent/berth.sock (no such file or directory)"
-            ),
+            error.to_string().starts_with("cannot reach berthd at /nonexistent/berth.sock (no such file or directory)"),
             "{error}"
         );
     }
@@ -262,16 +223,10 @@ mod tests {
             stream.write_all(answer.as_bytes()).await.unwrap();
             String::from_utf8_lossy(&request[..read]).into_owned()
         });
-        let error = Client::new(&socket)
-            .get(&route(&["networks", "n1"]))
-            .await
-            .unwrap_err();
+        let error = Client::new(&socket).get(&route(&["networks", "n1"])).await.unwrap_err();
         let request = server.await.unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(
-            request.starts_with("GET /v1/networks/n1 HTTP/1.1\r\n"),
-            "{request}"
-        );
+        assert!(request.starts_with("GET /v1/networks/n1 HTTP/1.1\r\n"), "{request}");
         assert!(error.is_not_found());
         assert_eq!(error.to_string(), "network n1 not found");
     }

@@ -104,10 +104,7 @@ mod tests {
     #[tokio::test]
     async fn a_child_that_exits_is_reaped_with_its_status() {
         let forwarder = SignalForwarder::install().unwrap();
-        let child = std::process::Command::new("/bin/sh")
-            .args(["-c", "exit 7"])
-            .spawn()
-            .unwrap();
+        let child = std::process::Command::new("/bin/sh").args(["-c", "exit 7"]).spawn().unwrap();
         let status = forwarder.wait(child).await.unwrap();
         assert_eq!(exit_code(status), 7);
     }
@@ -115,10 +112,7 @@ mod tests {
     #[tokio::test]
     async fn a_terminate_signal_is_forwarded_to_the_child() {
         let forwarder = SignalForwarder::install().unwrap();
-        let child = std::process::Command::new("/bin/sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
+        let child = std::process::Command::new("/bin/sleep").arg("30").spawn().unwrap();
         let waiting = tokio::spawn(forwarder.wait(child));
         // Let the wait loop start, then signal this process as `kill -TERM berth` would.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -86,28 +86,19 @@ fn main() -> ExitCode {
         Err(error) if error.use_stderr() => {
             // Bad input gets one line, like every other berth error; `--help` shows usage.
             let text = error.to_string();
-            eprintln!(
-                "{}",
-                text.lines().next().unwrap_or("error: invalid arguments")
-            );
+            eprintln!("{}", text.lines().next().unwrap_or("error: invalid arguments"));
             return ExitCode::from(2);
         }
         Err(error) => error.exit(),
     };
     // One thread: `run` and `exec` fork, and a single-threaded process forks most simply.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime");
+    let runtime =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime");
     match runtime.and_then(|runtime| runtime.block_on(dispatch(cli))) {
         Ok(exit) => exit,
         Err(error) => {
             eprintln!("Error: {error:#}");
-            ExitCode::from(
-                error
-                    .downcast_ref::<ProcessError>()
-                    .map_or(1, run::spawn_failure_exit_code),
-            )
+            ExitCode::from(error.downcast_ref::<ProcessError>().map_or(1, run::spawn_failure_exit_code))
         }
     }
 }
@@ -139,10 +130,7 @@ async fn version(client: &Client, format: Format) -> Result<ExitCode> {
         Format::Json => print_json(&answer),
         Format::Human => {
             let server: Version = decode(answer)?;
-            println!(
-                "berthd {} (API {}, pid {})",
-                server.version, server.api_version, server.pid
-            );
+            println!("berthd {} (API {}, pid {})", server.version, server.api_version, server.pid);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -160,10 +148,7 @@ mod tests {
 
     #[test]
     fn global_flags_go_anywhere() {
-        let cli = Cli::try_parse_from([
-            "berth", "network", "ls", "--format", "json", "--socket", "/tmp/s",
-        ])
-        .unwrap();
+        let cli = Cli::try_parse_from(["berth", "network", "ls", "--format", "json", "--socket", "/tmp/s"]).unwrap();
         assert_eq!(cli.format, Format::Json);
         assert_eq!(cli.socket, PathBuf::from("/tmp/s"));
     }
@@ -174,9 +159,6 @@ mod tests {
         let Command::Exec(args) = cli.command else {
             panic!("parsed {:?}", cli.command);
         };
-        assert_eq!(
-            format!("{args:?}"),
-            r#"ExecArgs { sandbox: "web", command: ["ip", "-br", "addr"] }"#
-        );
+        assert_eq!(format!("{args:?}"), r#"ExecArgs { sandbox: "web", command: ["ip", "-br", "addr"] }"#);
     }
 }

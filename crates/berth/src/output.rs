@@ -21,10 +21,7 @@ pub struct Table {
 
 impl Table {
     pub fn new(headers: &[&'static str]) -> Self {
-        Self {
-            headers: headers.to_vec(),
-            rows: Vec::new(),
-        }
+        Self { headers: headers.to_vec(), rows: Vec::new() }
     }
 
     /// Adds a row; it must have one cell per header.
@@ -65,10 +62,7 @@ pub fn short_id(id: &str) -> &str {
 }
 
 pub fn print_json(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("a JSON value always serializes")
-    );
+    println!("{}", serde_json::to_string_pretty(value).expect("a JSON value always serializes"));
 }
 
 #[cfg(test)]
@@ -78,16 +72,8 @@ mod tests {
     #[test]
     fn columns_align_on_the_widest_cell() {
         let mut table = Table::new(&["NETWORK ID", "NAME", "DRIVER"]);
-        table.row(vec![
-            "0123456789ab".into(),
-            "bridge".into(),
-            "bridge".into(),
-        ]);
-        table.row(vec![
-            "ba9876543210".into(),
-            "a-longer-name".into(),
-            "".into(),
-        ]);
+        table.row(vec!["0123456789ab".into(), "bridge".into(), "bridge".into()]);
+        table.row(vec!["ba9876543210".into(), "a-longer-name".into(), "".into()]);
         assert_eq!(
             table.render(),
             "NETWORK ID     NAME            DRIVER\n\

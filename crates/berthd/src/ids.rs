@@ -16,30 +16,41 @@ pub fn host_veth_name(endpoint_id: &str) -> String {
 }
 
 const ADJECTIVES: &[&str] = &[
-    "brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid", "merry", "nimble",
-    "proud", "quiet", "sharp", "steady", "swift", "tidy", "vivid", "witty", "zesty",
+    "brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid", "merry", "nimble", "proud", "quiet",
+    "sharp", "steady", "swift", "tidy", "vivid", "witty", "zesty",
 ];
 const NOUNS: &[&str] = &[
-    "anchor", "barge", "buoy", "cutter", "dinghy", "ferry", "harbor", "jetty", "keel", "lighthouse",
-    "mooring", "pier", "quay", "rudder", "schooner", "sloop", "tug", "wharf", "yacht", "hull",
+    "anchor",
+    "barge",
+    "buoy",
+    "cutter",
+    "dinghy",
+    "ferry",
+    "harbor",
+    "jetty",
+    "keel",
+    "lighthouse",
+    "mooring",
+    "pier",
+    "quay",
+    "rudder",
+    "schooner",
+    "sloop",
+    "tug",
+    "wharf",
+    "yacht",
+    "hull",
 ];
 
 /// A random `adjective_noun` name; the caller retries on a clash.
 pub fn random_name() -> String {
     let mut rng = rand::rng();
-    format!(
-        "{}_{}",
-        ADJECTIVES.choose(&mut rng).expect("non-empty"),
-        NOUNS.choose(&mut rng).expect("non-empty")
-    )
+    format!("{}_{}", ADJECTIVES.choose(&mut rng).expect("non-empty"), NOUNS.choose(&mut rng).expect("non-empty"))
 }
 
 /// RFC 3339 time of now, UTC, second precision.
 pub fn now_rfc3339() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)

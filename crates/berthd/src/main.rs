@@ -158,8 +158,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 address_pools: args.default_address_pool.clone(),
             },
         )
-            .await
-            .context("cannot start")?,
+        .await
+        .context("cannot start")?,
     );
     if proxied {
         let controller = controller.clone();
@@ -194,13 +194,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     });
-    let served = axum::serve(listener, api::router(controller.clone()).into_make_service_with_connect_info::<api::Caller>())
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            // Open event streams would otherwise keep the server waiting for their clients.
-            controller.end_event_streams();
-        })
-        .await;
+    let served =
+        axum::serve(listener, api::router(controller.clone()).into_make_service_with_connect_info::<api::Caller>())
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                // Open event streams would otherwise keep the server waiting for their clients.
+                controller.end_event_streams();
+            })
+            .await;
     reaper.abort();
     let _ = std::fs::remove_file(&args.socket);
     served.context("api server failed")?;

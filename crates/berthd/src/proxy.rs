@@ -82,7 +82,9 @@ impl ProxyClient {
         let mut fds = [nix::poll::PollFd::new(connection.as_fd(), nix::poll::PollFlags::POLLIN)];
         match nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) {
             Ok(0) => true,
-            Ok(_) => !fds[0].revents().is_some_and(|r| r.intersects(nix::poll::PollFlags::POLLHUP | nix::poll::PollFlags::POLLERR)),
+            Ok(_) => !fds[0]
+                .revents()
+                .is_some_and(|r| r.intersects(nix::poll::PollFlags::POLLHUP | nix::poll::PollFlags::POLLERR)),
             Err(_) => false,
         }
     }
@@ -104,7 +106,10 @@ impl ProxyClient {
         let mut buffer = vec![0u8; MESSAGE_BYTES];
         let (len, fds) = recv_with_fds(connection.as_fd(), &mut buffer).map_err(ProxyError::Control)?;
         if len == 0 {
-            return Err(ProxyError::Control(io::Error::new(io::ErrorKind::UnexpectedEof, "the proxy closed the connection")));
+            return Err(ProxyError::Control(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the proxy closed the connection",
+            )));
         }
         let reply = serde_json::from_slice(&buffer[..len]).map_err(|e| ProxyError::Control(io::Error::other(e)))?;
         Ok((reply, fds))
@@ -141,7 +146,9 @@ impl ProxyClient {
             match Self::receive(&connection)? {
                 (ProxyReply::Mapping(mapping), mut fds) if fds.len() == 1 => mappings.push((mapping, fds.remove(0))),
                 (ProxyReply::End, _) => return Ok(mappings),
-                (ProxyReply::Failed { message }, _) => return Err(ProxyError::Refused { request: "listing".into(), message }),
+                (ProxyReply::Failed { message }, _) => {
+                    return Err(ProxyError::Refused { request: "listing".into(), message })
+                }
                 (other, _) => return Err(ProxyError::Unexpected(other)),
             }
         }

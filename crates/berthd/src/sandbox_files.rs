@@ -58,7 +58,10 @@ pub fn write_sandbox_files(sandbox: &SandboxRecord, nameservers: &Nameservers) -
         let _ = writeln!(hosts, "{}\t{}", entry.address, entry.name);
     }
     fs::write(hosts_path(sandbox), hosts)?;
-    fs::write(resolv_conf_path(sandbox), resolv_conf(&host_resolv, nameservers, &sandbox.dns_search, &sandbox.dns_options))?;
+    fs::write(
+        resolv_conf_path(sandbox),
+        resolv_conf(&host_resolv, nameservers, &sandbox.dns_search, &sandbox.dns_options),
+    )?;
     fs::write(hostname_path(sandbox), format!("{}\n", sandbox.hostname))
 }
 
@@ -72,16 +75,15 @@ pub fn remove_sandbox_files(sandbox: &SandboxRecord) -> std::io::Result<()> {
 
 /// Whether all three files are present.
 pub fn sandbox_files_exist(sandbox: &SandboxRecord) -> bool {
-    [hosts_path(sandbox), resolv_conf_path(sandbox), hostname_path(sandbox)]
-        .iter()
-        .all(|p| Path::new(p).exists())
+    [hosts_path(sandbox), resolv_conf_path(sandbox), hostname_path(sandbox)].iter().all(|p| Path::new(p).exists())
 }
 
 fn sandbox_hosts(sandbox: &SandboxRecord) -> String {
     let mut hosts = HOSTS_HEADER.to_owned();
-    let addresses = sandbox.endpoints.iter().flat_map(|e| {
-        e.ipv4.map(|a| IpAddr::V4(a.addr())).into_iter().chain(e.ipv6.map(|a| IpAddr::V6(a.addr())))
-    });
+    let addresses = sandbox
+        .endpoints
+        .iter()
+        .flat_map(|e| e.ipv4.map(|a| IpAddr::V4(a.addr())).into_iter().chain(e.ipv6.map(|a| IpAddr::V6(a.addr()))));
     for addr in addresses {
         hosts.push_str(&format!("{addr}\t{}\n", sandbox.hostname));
     }
@@ -160,7 +162,12 @@ mod tests {
 
     #[test]
     fn loopback_nameservers_are_dropped() {
-        let out = resolv_conf("search example.org\nnameserver 127.0.0.53\noptions ndots:2\n", &Nameservers::Host { loopback_reachable: false }, &[], &[]);
+        let out = resolv_conf(
+            "search example.org\nnameserver 127.0.0.53\noptions ndots:2\n",
+            &Nameservers::Host { loopback_reachable: false },
+            &[],
+            &[],
+        );
         assert_eq!(out, format!("search example.org\noptions ndots:2\n{FALLBACK_NAMESERVERS}"));
         let out = resolv_conf("nameserver 192.0.2.53\n", &Nameservers::Host { loopback_reachable: false }, &[], &[]);
         assert_eq!(out, "nameserver 192.0.2.53\n");

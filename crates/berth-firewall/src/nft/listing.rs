@@ -111,11 +111,8 @@ fn expression(listed: &Value, types: &[String]) -> String {
         return expression(inner, types);
     }
     if let Some(parts) = listed.get("concat").and_then(Value::as_array) {
-        let text: Vec<String> = parts
-            .iter()
-            .enumerate()
-            .map(|(i, part)| scalar(part, types.get(i).map_or("", String::as_str)))
-            .collect();
+        let text: Vec<String> =
+            parts.iter().enumerate().map(|(i, part)| scalar(part, types.get(i).map_or("", String::as_str))).collect();
         return text.join(" . ");
     }
     scalar(listed, types.first().map_or("", String::as_str))
@@ -194,8 +191,20 @@ mod tests {
                 Some("ipv4_addr . inet_service"),
                 serde_json::json!([[{"concat": [{"prefix": {"addr": "0.0.0.0", "len": 0}}, "tcp", 8080]}, {"concat": [dnat_port4, 80]}]]),
             ),
-            ("map", "dnat_addr4", serde_json::json!(["ipv4_addr", "inet_proto", "inet_service"]), Some("ipv4_addr"), serde_json::json!([])),
-            ("map", "dnat_port6", serde_json::json!(["ipv6_addr", "inet_proto", "inet_service"]), Some("ipv6_addr . inet_service"), serde_json::json!([])),
+            (
+                "map",
+                "dnat_addr4",
+                serde_json::json!(["ipv4_addr", "inet_proto", "inet_service"]),
+                Some("ipv4_addr"),
+                serde_json::json!([]),
+            ),
+            (
+                "map",
+                "dnat_port6",
+                serde_json::json!(["ipv6_addr", "inet_proto", "inet_service"]),
+                Some("ipv6_addr . inet_service"),
+                serde_json::json!([]),
+            ),
             (
                 "map",
                 "dnat_addr6",
@@ -203,11 +212,24 @@ mod tests {
                 Some("ipv6_addr"),
                 serde_json::json!([[{"concat": ["2001:db8::1", "udp", {"range": [20000, 20999]}]}, "fd00::2"]]),
             ),
-            ("set", "routed_ports4", serde_json::json!(["ipv4_addr", "inet_proto", "inet_service"]), None, serde_json::json!([])),
-            ("set", "routed_ports6", serde_json::json!(["ipv6_addr", "inet_proto", "inet_service"]), None, serde_json::json!([])),
+            (
+                "set",
+                "routed_ports4",
+                serde_json::json!(["ipv4_addr", "inet_proto", "inet_service"]),
+                None,
+                serde_json::json!([]),
+            ),
+            (
+                "set",
+                "routed_ports6",
+                serde_json::json!(["ipv6_addr", "inet_proto", "inet_service"]),
+                None,
+                serde_json::json!([]),
+            ),
         ];
         for (keyword, name, key_type, value_type, elements) in sets {
-            let mut set = serde_json::json!({"family": "inet", "name": name, "table": "berth", "type": key_type, "handle": 9});
+            let mut set =
+                serde_json::json!({"family": "inet", "name": name, "table": "berth", "type": key_type, "handle": 9});
             if let Some(value_type) = value_type {
                 set["map"] = value_type.into();
             }
@@ -218,13 +240,15 @@ mod tests {
         }
         let content = Content::of(&ruleset()).unwrap();
         for (chain, rules) in &content.rules {
-            objects.push(serde_json::json!({"chain": {"family": "inet", "table": "berth", "name": chain, "handle": 2}}));
+            objects
+                .push(serde_json::json!({"chain": {"family": "inet", "table": "berth", "name": chain, "handle": 2}}));
             let count = rules.len() + usize::from(extra_postrouting_rule && *chain == "postrouting");
             for handle in 0..count {
                 objects.push(serde_json::json!({"rule": {"family": "inet", "table": "berth", "chain": chain, "handle": handle, "expr": []}}));
             }
         }
-        objects.push(serde_json::json!({"chain": {"family": "inet", "table": "berth", "name": "user-hook", "handle": 3}}));
+        objects
+            .push(serde_json::json!({"chain": {"family": "inet", "table": "berth", "name": "user-hook", "handle": 3}}));
         objects.push(serde_json::json!({"rule": {"family": "inet", "table": "berth", "chain": "user-hook", "handle": 99, "expr": []}}));
         serde_json::json!({ "nftables": objects }).to_string()
     }

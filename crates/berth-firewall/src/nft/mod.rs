@@ -188,12 +188,13 @@ fn describe_error(stderr: &str, script: &str) -> String {
         return message.to_owned();
     };
     let (first, last) = columns.split_once('-').unwrap_or((columns, columns));
-    let snippet = line_number.parse::<usize>().ok().zip(first.parse::<usize>().ok()).zip(last.parse::<usize>().ok()).and_then(
-        |((line_number, first), last)| {
-            let text = script.lines().nth(line_number.checked_sub(1)?)?;
-            text.get(first.checked_sub(1)?..last.min(text.len()))
-        },
-    );
+    let snippet =
+        line_number.parse::<usize>().ok().zip(first.parse::<usize>().ok()).zip(last.parse::<usize>().ok()).and_then(
+            |((line_number, first), last)| {
+                let text = script.lines().nth(line_number.checked_sub(1)?)?;
+                text.get(first.checked_sub(1)?..last.min(text.len()))
+            },
+        );
     match snippet {
         Some(snippet) => format!("{message} (at `{snippet}`)"),
         None => message.to_owned(),
@@ -211,10 +212,7 @@ mod tests {
         let stderr = "/dev/stdin:2:37-58: Error: Could not process rule: File exists\n\
                       add element inet berth dnat_addr4 { 192.0.2.5 . tcp . 9000 : 172.17.0.9, 192.0.2.6 . tcp . 9000 : 172.17.0.9 }\n\
                       \x20                                   ^^^^^^^^^^^^^^^^^^^^^^\n";
-        assert_eq!(
-            describe_error(stderr, script),
-            "Could not process rule: File exists (at `192.0.2.5 . tcp . 9000`)"
-        );
+        assert_eq!(describe_error(stderr, script), "Could not process rule: File exists (at `192.0.2.5 . tcp . 9000`)");
     }
 
     #[test]

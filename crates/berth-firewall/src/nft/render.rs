@@ -171,7 +171,11 @@ impl Content {
         }
         for routed in &ruleset.routed_ports {
             let set = if routed.address.is_ipv6() { ROUTED6 } else { ROUTED4 };
-            elements.insert(Element { set, key: format!("{} . {} . {}", routed.address, routed.protocol, routed.port), value: None });
+            elements.insert(Element {
+                set,
+                key: format!("{} . {} . {}", routed.address, routed.protocol, routed.port),
+                value: None,
+            });
         }
         for dnat in &ruleset.dnats {
             elements.extend(dnat_elements(dnat)?);
@@ -452,7 +456,11 @@ mod tests {
         assert_eq!(postrouting[1..], chain_rules(&example(), "postrouting"));
         // The same chains and sets are declared either way, so switching is a plain apply.
         let declarations = |script: &str| -> Vec<String> {
-            script.lines().filter(|l| !l.starts_with("add rule") && !l.starts_with("add element")).map(str::to_owned).collect()
+            script
+                .lines()
+                .filter(|l| !l.starts_with("add rule") && !l.starts_with("add element"))
+                .map(str::to_owned)
+                .collect()
         };
         assert_eq!(declarations(&script), declarations(&Content::of(&example()).unwrap().script()));
         // With no network at all the masquerade still matches nothing but berth's bridges.

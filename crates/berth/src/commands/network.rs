@@ -6,9 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use berth_types::{
-    IpamConfig, Network, NetworkConnect, NetworkCreate, NetworkDisconnect, PruneReport,
-};
+use berth_types::{IpamConfig, Network, NetworkConnect, NetworkCreate, NetworkDisconnect, PruneReport};
 use clap::{Args, Subcommand};
 use ipnet::IpNet;
 
@@ -103,9 +101,7 @@ pub struct ConnectArgs {
 pub async fn execute(client: &Client, format: Format, command: NetworkCommand) -> Result<ExitCode> {
     match command {
         NetworkCommand::Create(args) => {
-            let network = client
-                .post(&route(&["networks"]), &network_create(args)?)
-                .await?;
+            let network = client.post(&route(&["networks"]), &network_create(args)?).await?;
             match format {
                 Format::Json => print_json(&network),
                 Format::Human => println!("{}", decode::<Network>(network)?.id),
@@ -115,15 +111,10 @@ pub async fn execute(client: &Client, format: Format, command: NetworkCommand) -
             let networks = client.get(&route(&["networks"])).await?;
             match format {
                 Format::Json => print_json(&networks),
-                Format::Human => print!(
-                    "{}",
-                    network_table(&decode::<Vec<Network>>(networks)?).render()
-                ),
+                Format::Human => print!("{}", network_table(&decode::<Vec<Network>>(networks)?).render()),
             }
         }
-        NetworkCommand::Inspect { networks } => {
-            return Ok(inspect_each(client, "networks", &networks).await)
-        }
+        NetworkCommand::Inspect { networks } => return Ok(inspect_each(client, "networks", &networks).await),
         NetworkCommand::Rm { networks } => {
             let exit = for_each_name(&networks, |network| async move {
                 client.delete(&route(&["networks", &network])).await?;
@@ -147,18 +138,14 @@ pub async fn execute(client: &Client, format: Format, command: NetworkCommand) -
                 aliases: args.aliases,
                 mac_address: args.mac_address,
             };
-            let sandbox = client
-                .post(&route(&["networks", &args.network, "connect"]), &request)
-                .await?;
+            let sandbox = client.post(&route(&["networks", &args.network, "connect"]), &request).await?;
             if format == Format::Json {
                 print_json(&sandbox);
             }
         }
         NetworkCommand::Disconnect { network, sandbox } => {
             let request = NetworkDisconnect { container: sandbox };
-            let sandbox = client
-                .post(&route(&["networks", &network, "disconnect"]), &request)
-                .await?;
+            let sandbox = client.post(&route(&["networks", &network, "disconnect"]), &request).await?;
             if format == Format::Json {
                 print_json(&sandbox);
             }
@@ -182,28 +169,16 @@ fn network_create(args: CreateArgs) -> Result<NetworkCreate> {
 
 /// One IPAM entry per `--subnet`, in the order given; each `--ip-range` and `--gateway` joins
 /// the first subnet that contains it, whatever its position on the command line.
-fn ipam_config(
-    subnets: &[IpNet],
-    ip_ranges: &[IpNet],
-    gateways: &[IpAddr],
-) -> Result<Vec<IpamConfig>> {
-    let mut configs: Vec<IpamConfig> = subnets
-        .iter()
-        .map(|subnet| IpamConfig {
-            subnet: Some(subnet.to_string()),
-            ..IpamConfig::default()
-        })
-        .collect();
+fn ipam_config(subnets: &[IpNet], ip_ranges: &[IpNet], gateways: &[IpAddr]) -> Result<Vec<IpamConfig>> {
+    let mut configs: Vec<IpamConfig> =
+        subnets.iter().map(|subnet| IpamConfig { subnet: Some(subnet.to_string()), ..IpamConfig::default() }).collect();
     for ip_range in ip_ranges {
         let Some(index) = subnets.iter().position(|subnet| subnet.contains(ip_range)) else {
             bail!("--ip-range {ip_range} is not inside any --subnet");
         };
         let config = &mut configs[index];
         if let Some(earlier) = &config.ip_range {
-            bail!(
-                "subnet {} has two ip ranges: {earlier} and {ip_range}",
-                subnets[index]
-            );
+            bail!("subnet {} has two ip ranges: {earlier} and {ip_range}", subnets[index]);
         }
         config.ip_range = Some(ip_range.to_string());
     }
@@ -213,10 +188,7 @@ fn ipam_config(
         };
         let config = &mut configs[index];
         if let Some(earlier) = &config.gateway {
-            bail!(
-                "subnet {} has two gateways: {earlier} and {gateway}",
-                subnets[index]
-            );
+            bail!("subnet {} has two gateways: {earlier} and {gateway}", subnets[index]);
         }
         config.gateway = Some(gateway.to_string());
     }
@@ -235,12 +207,7 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
 fn network_table(networks: &[Network]) -> Table {
     let mut table = Table::new(&["NETWORK ID", "NAME", "DRIVER", "SCOPE", "SUBNET"]);
     for network in networks {
-        let subnets: Vec<&str> = network
-            .ipam
-            .config
-            .iter()
-            .filter_map(|config| config.subnet.as_deref())
-            .collect();
+        let subnets: Vec<&str> = network.ipam.config.iter().filter_map(|config| config.subnet.as_deref()).collect();
         table.row(vec![
             short_id(&network.id).to_owned(),
             network.name.clone(),
@@ -272,10 +239,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn key_values(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[derive(Debug, Parser)]
@@ -295,11 +259,7 @@ mod tests {
     }
 
     fn entry(subnet: &str, ip_range: Option<&str>, gateway: Option<&str>) -> IpamConfig {
-        IpamConfig {
-            subnet: Some(subnet.into()),
-            ip_range: ip_range.map(Into::into),
-            gateway: gateway.map(Into::into),
-        }
+        IpamConfig { subnet: Some(subnet.into()), ip_range: ip_range.map(Into::into), gateway: gateway.map(Into::into) }
     }
 
     #[test]
@@ -332,24 +292,15 @@ mod tests {
     #[test]
     fn a_gateway_outside_every_subnet_is_refused() {
         let error = create("--subnet 10.10.0.0/16 --gateway 10.11.0.1 n1");
-        assert_eq!(
-            error.unwrap_err().to_string(),
-            "--gateway 10.11.0.1 is not inside any --subnet"
-        );
+        assert_eq!(error.unwrap_err().to_string(), "--gateway 10.11.0.1 is not inside any --subnet");
         let error = create("--gateway fd00::1 n1");
-        assert_eq!(
-            error.unwrap_err().to_string(),
-            "--gateway fd00::1 is not inside any --subnet"
-        );
+        assert_eq!(error.unwrap_err().to_string(), "--gateway fd00::1 is not inside any --subnet");
     }
 
     #[test]
     fn two_gateways_for_one_subnet_are_refused() {
         let error = create("--subnet 10.10.0.0/16 --gateway 10.10.0.1 --gateway 10.10.0.2 n1");
-        assert_eq!(
-            error.unwrap_err().to_string(),
-            "subnet 10.10.0.0/16 has two gateways: 10.10.0.1 and 10.10.0.2"
-        );
+        assert_eq!(error.unwrap_err().to_string(), "subnet 10.10.0.0/16 has two gateways: 10.10.0.1 and 10.10.0.2");
     }
 
     #[test]
@@ -359,14 +310,8 @@ mod tests {
              --label team=net --label flag --label team=infra --internal n1",
         )
         .unwrap();
-        assert_eq!(
-            request.options,
-            key_values(&[("com.docker.network.bridge.name", "br-test")])
-        );
-        assert_eq!(
-            request.labels,
-            key_values(&[("flag", ""), ("team", "infra")])
-        );
+        assert_eq!(request.options, key_values(&[("com.docker.network.bridge.name", "br-test")]));
+        assert_eq!(request.labels, key_values(&[("flag", ""), ("team", "infra")]));
         assert!(request.internal);
     }
 
@@ -389,10 +334,7 @@ mod tests {
             enable_ipv6: true,
             ipam: Ipam {
                 driver: "default".into(),
-                config: vec![
-                    entry("10.10.0.0/16", None, None),
-                    entry("fd00::/64", None, None),
-                ],
+                config: vec![entry("10.10.0.0/16", None, None), entry("fd00::/64", None, None)],
             },
             internal: false,
             attachable: false,
@@ -409,9 +351,7 @@ mod tests {
 
     #[test]
     fn prune_lists_what_it_deleted() {
-        let report = PruneReport {
-            networks_deleted: vec!["a".into(), "b".into()],
-        };
+        let report = PruneReport { networks_deleted: vec!["a".into(), "b".into()] };
         assert_eq!(prune_summary(&report), "Deleted Networks:\na\nb\n");
         assert_eq!(prune_summary(&PruneReport::default()), "");
     }

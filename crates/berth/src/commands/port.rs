@@ -71,9 +71,7 @@ pub fn parse_publish_spec(text: &str) -> Result<String, String> {
 pub fn parse_expose_spec(text: &str) -> Result<String, String> {
     let spec = PortSpec::parse(text)?;
     if text.contains(':') || spec.host_ports.is_some() || spec.host_ip.is_some() {
-        return Err(format!(
-            "{text:?} names host ports: --expose takes PORT[-END][/PROTO]"
-        ));
+        return Err(format!("{text:?} names host ports: --expose takes PORT[-END][/PROTO]"));
     }
     Ok(text.to_owned())
 }
@@ -81,13 +79,10 @@ pub fn parse_expose_spec(text: &str) -> Result<String, String> {
 /// The `CPORT[/PROTO]` of `berth port SANDBOX CPORT`.
 fn parse_container_port(text: &str) -> Result<ContainerPort, String> {
     match PortSpec::parse(text) {
-        Ok(spec) if !text.contains(':') && spec.container_ports.count() == 1 => Ok(ContainerPort {
-            port: spec.container_ports.start,
-            protocol: spec.protocol,
-        }),
-        Ok(_) => Err(format!(
-            "{text:?} is not one container port: expected PORT[/PROTO], such as 80/tcp"
-        )),
+        Ok(spec) if !text.contains(':') && spec.container_ports.count() == 1 => {
+            Ok(ContainerPort { port: spec.container_ports.start, protocol: spec.protocol })
+        }
+        Ok(_) => Err(format!("{text:?} is not one container port: expected PORT[/PROTO], such as 80/tcp")),
         Err(error) => Err(error),
     }
 }
@@ -100,9 +95,7 @@ pub async fn execute(client: &Client, format: Format, args: PortArgs) -> Result<
             (sandbox.name, sandbox.network_settings.ports)
         }
         None => {
-            let name = args
-                .sandbox
-                .expect("clap requires a sandbox when no subcommand is given");
+            let name = args.sandbox.expect("clap requires a sandbox when no subcommand is given");
             let sandbox: Sandbox = decode(client.get(&route(&["sandboxes", &name])).await?)?;
             let ports = sandbox.network_settings.ports;
             if let Some(container_port) = args.container_port {
@@ -122,14 +115,9 @@ pub async fn execute(client: &Client, format: Format, args: PortArgs) -> Result<
 fn change_request(command: &PortCommand) -> (String, PortsChange) {
     let (args, path) = match command {
         PortCommand::Add(args) => (args, route(&["sandboxes", &args.sandbox, "ports"])),
-        PortCommand::Rm(args) => (
-            args,
-            route(&["sandboxes", &args.sandbox, "ports", "remove"]),
-        ),
+        PortCommand::Rm(args) => (args, route(&["sandboxes", &args.sandbox, "ports", "remove"])),
     };
-    let change = PortsChange {
-        ports: args.specs.clone(),
-    };
+    let change = PortsChange { ports: args.specs.clone() };
     (path, change)
 }
 
@@ -157,16 +145,12 @@ fn print_one_port(
 }
 
 /// The container ports of berthd's `NetworkSettings.Ports` in order of port, then protocol.
-fn sorted_ports<'a>(
-    sandbox: &str,
-    ports: &'a PortMap,
-) -> Result<Vec<(ContainerPort, &'a [PortBinding])>> {
+fn sorted_ports<'a>(sandbox: &str, ports: &'a PortMap) -> Result<Vec<(ContainerPort, &'a [PortBinding])>> {
     let mut sorted = ports
         .iter()
         .map(|(key, bindings)| {
-            let port = parse_container_port(key).map_err(|_| {
-                anyhow!("berthd reported an invalid port {key:?} for sandbox {sandbox}")
-            })?;
+            let port = parse_container_port(key)
+                .map_err(|_| anyhow!("berthd reported an invalid port {key:?} for sandbox {sandbox}"))?;
             Ok((port, bindings.as_slice()))
         })
         .collect::<Result<Vec<_>>>()?;
@@ -212,15 +196,13 @@ impl PortRun {
         if self.protocol != next.protocol || self.host_ip != next.host_ip {
             return false;
         }
-        let container_follows =
-            self.container_ports.end.checked_add(1) == Some(next.container_ports.start);
+        let container_follows = self.container_ports.end.checked_add(1) == Some(next.container_ports.start);
         let continues = match (self.host_ports, next.host_ports) {
             (None, None) => container_follows,
             (Some(host), Some(next_host)) => {
                 let host_follows = host.end.checked_add(1) == Some(next_host.start);
                 let one_to_one = container_follows && self.container_ports.count() == host.count();
-                let many_to_one = self.container_ports.count() == 1
-                    && next.container_ports == self.container_ports;
+                let many_to_one = self.container_ports.count() == 1 && next.container_ports == self.container_ports;
                 host_follows && (one_to_one || many_to_one)
             }
             _ => false,
@@ -261,15 +243,9 @@ pub fn compact_ports(sandbox: &str, ports: &PortMap) -> Result<String> {
         }
         for binding in bindings {
             let host_port = binding.host_port.parse().map_err(|_| {
-                anyhow!(
-                    "berthd reported an invalid host port {:?} for sandbox {sandbox}",
-                    binding.host_port
-                )
+                anyhow!("berthd reported an invalid host port {:?} for sandbox {sandbox}", binding.host_port)
             })?;
-            singles.push(single(
-                Some(binding.host_ip.clone()),
-                Some(PortRange::single(host_port)),
-            ));
+            singles.push(single(Some(binding.host_ip.clone()), Some(PortRange::single(host_port))));
         }
     }
     // Runs form within one address and protocol, in order of container then host port.
@@ -290,19 +266,9 @@ pub fn compact_ports(sandbox: &str, ports: &PortMap) -> Result<String> {
     }
     runs.sort_by_key(|run| {
         let is_ipv6 = run.host_ip.as_ref().is_some_and(|ip| ip.contains(':'));
-        (
-            run.container_ports.start,
-            run.protocol,
-            run.host_ip.is_some(),
-            is_ipv6,
-            run.host_ip.clone(),
-        )
+        (run.container_ports.start, run.protocol, run.host_ip.is_some(), is_ipv6, run.host_ip.clone())
     });
-    Ok(runs
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(", "))
+    Ok(runs.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
 }
 
 #[cfg(test)]
@@ -332,14 +298,8 @@ mod tests {
         PortMapping {
             protocol,
             host_ip: host_ip.map(|ip| ip.parse().unwrap()),
-            host_ports: PortRange {
-                start: host_ports.0,
-                end: host_ports.1,
-            },
-            container_ports: PortRange {
-                start: container_ports.0,
-                end: container_ports.1,
-            },
+            host_ports: PortRange { start: host_ports.0, end: host_ports.1 },
+            container_ports: PortRange { start: container_ports.0, end: container_ports.1 },
         }
     }
 
@@ -351,13 +311,7 @@ mod tests {
         assert_eq!(args.container_port, None);
 
         let args = parse("web 80/tcp").unwrap();
-        assert_eq!(
-            args.container_port,
-            Some(ContainerPort {
-                port: 80,
-                protocol: PortProtocol::Tcp
-            })
-        );
+        assert_eq!(args.container_port, Some(ContainerPort { port: 80, protocol: PortProtocol::Tcp }));
         let args = parse("web 53/udp").unwrap();
         assert_eq!(args.container_port.unwrap().to_string(), "53/udp");
         assert_eq!(
@@ -405,12 +359,7 @@ mod tests {
             mapping(PortProtocol::Udp, Some("127.0.0.1"), (5353, 5353), (53, 53)),
             mapping(PortProtocol::Tcp, None, (8080, 8080), (80, 80)),
             mapping(PortProtocol::Tcp, Some("::1"), (9443, 9443), (443, 443)),
-            mapping(
-                PortProtocol::Tcp,
-                Some("10.0.0.1"),
-                (1000, 1000),
-                (1000, 1000),
-            ),
+            mapping(PortProtocol::Tcp, Some("10.0.0.1"), (1000, 1000), (1000, 1000)),
         ]);
         assert_eq!(
             mapping_lines("web", &ports).unwrap(),
@@ -432,15 +381,9 @@ mod tests {
     #[test]
     fn an_unpublished_port_is_dockers_error() {
         let ports = port_map(&[mapping(PortProtocol::Tcp, None, (8080, 8080), (80, 80))]);
-        let missing = ContainerPort {
-            port: 81,
-            protocol: PortProtocol::Tcp,
-        };
+        let missing = ContainerPort { port: 81, protocol: PortProtocol::Tcp };
         let error = print_one_port(Format::Human, "web", missing, ports).unwrap_err();
-        assert_eq!(
-            error.to_string(),
-            "no public port '81/tcp' published for web"
-        );
+        assert_eq!(error.to_string(), "no public port '81/tcp' published for web");
 
         let exposed_only = PortMap::from([("81/tcp".to_owned(), Vec::new())]);
         assert!(print_one_port(Format::Human, "web", missing, exposed_only).is_err());
@@ -449,18 +392,10 @@ mod tests {
     #[test]
     fn the_ports_column_compacts_runs() {
         let ports = port_map(&[mapping(PortProtocol::Tcp, None, (8080, 8080), (80, 80))]);
-        assert_eq!(
-            compact_ports("web", &ports).unwrap(),
-            "0.0.0.0:8080->80/tcp, :::8080->80/tcp"
-        );
+        assert_eq!(compact_ports("web", &ports).unwrap(), "0.0.0.0:8080->80/tcp, :::8080->80/tcp");
 
         let ports = port_map(&[
-            mapping(
-                PortProtocol::Udp,
-                Some("127.0.0.1"),
-                (7000, 7002),
-                (7000, 7002),
-            ),
+            mapping(PortProtocol::Udp, Some("127.0.0.1"), (7000, 7002), (7000, 7002)),
             mapping(PortProtocol::Tcp, Some("127.0.0.1"), (8000, 8009), (80, 80)),
             mapping(PortProtocol::Tcp, Some("::1"), (9000, 9001), (90, 91)),
             mapping(PortProtocol::Tcp, Some("::1"), (9003, 9003), (92, 92)),
@@ -475,10 +410,7 @@ mod tests {
         for key in ["100/tcp", "101/tcp", "102/tcp", "104/tcp", "100/udp"] {
             exposed.insert(key.to_owned(), Vec::new());
         }
-        assert_eq!(
-            compact_ports("web", &exposed).unwrap(),
-            "100-102/tcp, 100/udp, 104/tcp"
-        );
+        assert_eq!(compact_ports("web", &exposed).unwrap(), "100-102/tcp, 100/udp, 104/tcp");
         assert_eq!(compact_ports("web", &PortMap::new()).unwrap(), "");
     }
 
@@ -492,10 +424,7 @@ mod tests {
         };
         let mut run = single(80, 8080);
         assert!(run.absorb(&single(81, 8081)));
-        assert!(
-            !run.absorb(&single(81, 8082)),
-            "a many-to-one run needs one container port"
-        );
+        assert!(!run.absorb(&single(81, 8082)), "a many-to-one run needs one container port");
         assert!(!run.absorb(&single(83, 8082)));
         assert!(!run.absorb(&single(82, 8083)));
         assert_eq!(run.to_string(), "0.0.0.0:8080-8081->80-81/tcp");

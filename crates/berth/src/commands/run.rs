@@ -74,9 +74,7 @@ impl fmt::Display for NetworkMode {
 fn check_has_endpoint(network: Option<&NetworkMode>, flags: &str) -> Result<()> {
     match network {
         Some(mode @ (NetworkMode::Host | NetworkMode::None | NetworkMode::Container(_))) => {
-            bail!(
-                "{flags} need a network: --network {mode} gives the sandbox no endpoint of its own"
-            )
+            bail!("{flags} need a network: --network {mode} gives the sandbox no endpoint of its own")
         }
         _ => Ok(()),
     }
@@ -154,9 +152,7 @@ enum Role {
 }
 
 pub async fn run(client: &Client, format: Format, args: RunArgs) -> Result<ExitCode> {
-    let answer = client
-        .post(&route(&["sandboxes"]), &sandbox_create(&args)?)
-        .await?;
+    let answer = client.post(&route(&["sandboxes"]), &sandbox_create(&args)?).await?;
     let sandbox: Sandbox = decode(answer.clone())?;
 
     if args.detach {
@@ -189,10 +185,7 @@ pub async fn exec(client: &Client, args: ExecArgs) -> Result<ExitCode> {
     let sandbox: Sandbox = decode(client.get(&route(&["sandboxes", &args.sandbox])).await?)?;
     let forwarder = SignalForwarder::install().context("cannot catch signals")?;
     let child = start(client, &sandbox, &args.command, false, Role::Visitor).await?;
-    let status = forwarder
-        .wait(child)
-        .await
-        .context("cannot wait for the command")?;
+    let status = forwarder.wait(child).await.context("cannot wait for the command")?;
     Ok(ExitCode::from(exit_code(status)))
 }
 
@@ -226,11 +219,7 @@ fn sandbox_create(args: &RunArgs) -> Result<SandboxCreate> {
     }
     Ok(SandboxCreate {
         name: args.name.clone().unwrap_or_default(),
-        network_mode: args
-            .network
-            .as_ref()
-            .map(ToString::to_string)
-            .unwrap_or_default(),
+        network_mode: args.network.as_ref().map(ToString::to_string).unwrap_or_default(),
         ipv4_address: args.ip.map(|ip| ip.to_string()),
         ipv6_address: args.ip6.map(|ip| ip.to_string()),
         mac_address: args.mac_address.clone(),
@@ -250,20 +239,13 @@ fn sandbox_create(args: &RunArgs) -> Result<SandboxCreate> {
 
 /// How the command enters the sandbox: its namespace file, its files over /etc, and its
 /// hostname, except in host mode where the command keeps the host's.
-fn sandbox_command(
-    sandbox: &Sandbox,
-    command: &[OsString],
-    detach: bool,
-) -> Result<SandboxCommand> {
+fn sandbox_command(sandbox: &Sandbox, command: &[OsString], detach: bool) -> Result<SandboxCommand> {
     let Some((program, args)) = command.split_first() else {
         bail!("no command to run");
     };
     let netns = &sandbox.network_settings.sandbox_key;
     if netns.is_empty() {
-        bail!(
-            "berthd reported no network namespace for sandbox {}",
-            sandbox.name
-        );
+        bail!("berthd reported no network namespace for sandbox {}", sandbox.name);
     }
     let mut sandbox_command = SandboxCommand::new(netns, program);
     sandbox_command.args(args).detach(detach);
@@ -287,34 +269,16 @@ fn sandbox_command(
 /// anyone reaps the child, so even a command that ends at once is registered under a pid that
 /// is still its own. A process berthd could not be told about is killed: nothing may run in a
 /// sandbox that `berth stop` cannot reach.
-async fn start(
-    client: &Client,
-    sandbox: &Sandbox,
-    command: &[OsString],
-    detach: bool,
-    role: Role,
-) -> Result<Child> {
+async fn start(client: &Client, sandbox: &Sandbox, command: &[OsString], detach: bool, role: Role) -> Result<Child> {
     let mut child = sandbox_command(sandbox, command, detach)?.spawn()?;
-    let registration = ProcessRegister {
-        pid: child.id(),
-        main: role == Role::Main,
-    };
-    let registered = client
-        .post(
-            &route(&["sandboxes", &sandbox.id, "processes"]),
-            &registration,
-        )
-        .await;
+    let registration = ProcessRegister { pid: child.id(), main: role == Role::Main };
+    let registered = client.post(&route(&["sandboxes", &sandbox.id, "processes"]), &registration).await;
     if let Err(error) = registered {
         // Killing and reaping our own child cannot usefully fail.
         let _ = child.kill();
         let _ = child.wait();
-        return Err(error).with_context(|| {
-            format!(
-                "cannot register process {} with sandbox {}",
-                registration.pid, sandbox.name
-            )
-        });
+        return Err(error)
+            .with_context(|| format!("cannot register process {} with sandbox {}", registration.pid, sandbox.name));
     }
     Ok(child)
 }
@@ -359,19 +323,13 @@ mod tests {
         assert!(args.detach);
         let args = parse("--rm ip -br addr --network n1").unwrap();
         assert_eq!(args.command, ["ip", "-br", "addr", "--network", "n1"]);
-        assert!(
-            args.network.is_none(),
-            "flags after the command are the command's"
-        );
+        assert!(args.network.is_none(), "flags after the command are the command's");
         assert!(parse("--rm").is_err(), "a command is required");
     }
 
     #[test]
     fn run_flags_become_the_sandbox_request() {
-        let args = parse(
-            "--name web --network n1 --ip 10.10.0.9 --ip6 fd00::9 --hostname www --rm -- true",
-        )
-        .unwrap();
+        let args = parse("--name web --network n1 --ip 10.10.0.9 --ip6 fd00::9 --hostname www --rm -- true").unwrap();
         let request = sandbox_create(&args).unwrap();
         assert_eq!(request.name, "web");
         assert_eq!(request.network_mode, "n1");
@@ -429,13 +387,8 @@ mod tests {
         host.network_mode = "host".into();
         host.files.hostname_path = String::new();
         let mut expected = SandboxCommand::new("/run/berth/netns/x", "true");
-        expected
-            .hosts_file("/run/berth/sandboxes/x/hosts")
-            .resolv_conf_file("/run/berth/sandboxes/x/resolv.conf");
-        assert_eq!(
-            sandbox_command(&host, &["true".into()], false).unwrap(),
-            expected
-        );
+        expected.hosts_file("/run/berth/sandboxes/x/hosts").resolv_conf_file("/run/berth/sandboxes/x/resolv.conf");
+        assert_eq!(sandbox_command(&host, &["true".into()], false).unwrap(), expected);
     }
 
     #[test]
@@ -444,10 +397,7 @@ mod tests {
         assert_eq!(parse("host"), Ok(NetworkMode::Host));
         assert_eq!(parse("none"), Ok(NetworkMode::None));
         assert_eq!(parse("n1"), Ok(NetworkMode::Network("n1".into())));
-        assert_eq!(
-            parse("container:web"),
-            Ok(NetworkMode::Container("web".into()))
-        );
+        assert_eq!(parse("container:web"), Ok(NetworkMode::Container("web".into())));
         assert!(parse("container:").is_err());
         assert!(parse("").is_err());
         for text in ["host", "none", "n1", "container:web"] {
@@ -463,15 +413,11 @@ mod tests {
         assert!(request("--network host true").is_ok());
         assert!(request("--network host --expose 80 true").is_ok());
         assert_eq!(
-            request("--network host --ip 10.0.0.5 true")
-                .unwrap_err()
-                .to_string(),
+            request("--network host --ip 10.0.0.5 true").unwrap_err().to_string(),
             "--ip and --ip6 need a network: --network host gives the sandbox no endpoint of its own"
         );
         assert_eq!(
-            request("--network container:web -P true")
-                .unwrap_err()
-                .to_string(),
+            request("--network container:web -P true").unwrap_err().to_string(),
             "-p and -P need a network: --network container:web gives the sandbox no endpoint of \
              its own"
         );
@@ -486,10 +432,7 @@ mod tests {
         )
         .unwrap();
         let request = sandbox_create(&args).unwrap();
-        assert_eq!(
-            request.ports,
-            ["8080:80", "[::1]:9090:90/udp", "127.0.0.1::443"]
-        );
+        assert_eq!(request.ports, ["8080:80", "[::1]:9090:90/udp", "127.0.0.1::443"]);
         assert_eq!(request.expose, ["7000-7002/udp", "22"]);
         assert!(request.publish_all);
         assert_eq!(args.command, ["server", "-p", "1"]);
@@ -513,15 +456,10 @@ mod tests {
 
     #[test]
     fn missing_programs_exit_like_docker() {
-        let not_found = ProcessError::Exec {
-            program: "foo".into(),
-            error: std::io::Error::from_raw_os_error(nix::libc::ENOENT),
-        };
+        let not_found =
+            ProcessError::Exec { program: "foo".into(), error: std::io::Error::from_raw_os_error(nix::libc::ENOENT) };
         assert_eq!(spawn_failure_exit_code(&not_found), 127);
-        assert_eq!(
-            not_found.to_string(),
-            "cannot run \"foo\": No such file or directory"
-        );
+        assert_eq!(not_found.to_string(), "cannot run \"foo\": No such file or directory");
         let not_executable = ProcessError::Exec {
             program: "/etc/hosts".into(),
             error: std::io::Error::from_raw_os_error(nix::libc::EACCES),

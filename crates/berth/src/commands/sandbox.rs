@@ -34,9 +34,7 @@ pub struct AttachArgs {
 }
 
 pub async fn attach(client: &Client, format: Format, args: AttachArgs) -> Result<ExitCode> {
-    let sandbox = client
-        .post(&route(&["sandboxes"]), &attach_request(args)?)
-        .await?;
+    let sandbox = client.post(&route(&["sandboxes"]), &attach_request(args)?).await?;
     match format {
         Format::Json => print_json(&sandbox),
         Format::Human => println!("{}", decode::<Sandbox>(sandbox)?.id),
@@ -46,14 +44,11 @@ pub async fn attach(client: &Client, format: Format, args: AttachArgs) -> Result
 
 fn attach_request(args: AttachArgs) -> Result<SandboxCreate> {
     // berthd opens the path from its own working directory.
-    let netns = std::path::absolute(&args.netns)
-        .with_context(|| format!("cannot resolve --netns {}", args.netns.display()))?;
+    let netns =
+        std::path::absolute(&args.netns).with_context(|| format!("cannot resolve --netns {}", args.netns.display()))?;
     Ok(SandboxCreate {
         name: args.name,
-        network_mode: args
-            .network
-            .map(|mode| mode.to_string())
-            .unwrap_or_default(),
+        network_mode: args.network.map(|mode| mode.to_string()).unwrap_or_default(),
         ipv4_address: args.ip.map(|ip| ip.to_string()),
         ipv6_address: args.ip6.map(|ip| ip.to_string()),
         netns: Some(netns.to_string_lossy().into_owned()),
@@ -65,10 +60,7 @@ pub async fn ps(client: &Client, format: Format) -> Result<ExitCode> {
     let sandboxes = client.get(&route(&["sandboxes"])).await?;
     match format {
         Format::Json => print_json(&sandboxes),
-        Format::Human => print!(
-            "{}",
-            sandbox_table(&decode::<Vec<Sandbox>>(sandboxes)?)?.render()
-        ),
+        Format::Human => print!("{}", sandbox_table(&decode::<Vec<Sandbox>>(sandboxes)?)?.render()),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -79,9 +71,7 @@ pub async fn inspect(client: &Client, sandboxes: &[String]) -> ExitCode {
 
 pub async fn stop(client: &Client, sandboxes: &[String]) -> ExitCode {
     for_each_name(sandboxes, |sandbox| async move {
-        client
-            .post_empty(&route(&["sandboxes", &sandbox, "stop"]))
-            .await?;
+        client.post_empty(&route(&["sandboxes", &sandbox, "stop"])).await?;
         println!("{sandbox}");
         Ok(())
     })
@@ -99,15 +89,7 @@ pub async fn remove(client: &Client, force: bool, sandboxes: &[String]) -> ExitC
 }
 
 fn sandbox_table(sandboxes: &[Sandbox]) -> Result<Table> {
-    let mut table = Table::new(&[
-        "SANDBOX ID",
-        "NAME",
-        "NETWORKS",
-        "IP ADDRESSES",
-        "PIDS",
-        "STATUS",
-        "PORTS",
-    ]);
+    let mut table = Table::new(&["SANDBOX ID", "NAME", "NETWORKS", "IP ADDRESSES", "PIDS", "STATUS", "PORTS"]);
     for sandbox in sandboxes {
         let endpoints = &sandbox.network_settings.networks;
         let networks = if endpoints.is_empty() {
@@ -122,11 +104,7 @@ fn sandbox_table(sandboxes: &[Sandbox]) -> Result<Table> {
             .map(String::as_str)
             .collect();
         let pids: Vec<String> = sandbox.state.pids.iter().map(u32::to_string).collect();
-        let status = if sandbox.state.running {
-            "Up"
-        } else {
-            "Exited"
-        };
+        let status = if sandbox.state.running { "Up" } else { "Exited" };
         table.row(vec![
             short_id(&sandbox.id).to_owned(),
             sandbox.name.clone(),
@@ -144,8 +122,8 @@ fn sandbox_table(sandboxes: &[Sandbox]) -> Result<Table> {
 pub(crate) mod tests {
     use super::*;
     use berth_types::{
-        port_map, EndpointSettings, NetworkSettings, PortMap, PortMapping, PortProtocol, PortRange,
-        SandboxFiles, SandboxState,
+        port_map, EndpointSettings, NetworkSettings, PortMap, PortMapping, PortProtocol, PortRange, SandboxFiles,
+        SandboxState,
     };
     use std::collections::BTreeMap;
 
@@ -191,15 +169,8 @@ pub(crate) mod tests {
             name: name.into(),
             created: "2026-11-02T10:00:00Z".into(),
             hostname: "web".into(),
-            network_mode: if networks.is_empty() {
-                "none".into()
-            } else {
-                "bridge".into()
-            },
-            state: SandboxState {
-                running: !pids.is_empty(),
-                pids: pids.to_vec(),
-            },
+            network_mode: if networks.is_empty() { "none".into() } else { "bridge".into() },
+            state: SandboxState { running: !pids.is_empty(), pids: pids.to_vec() },
             auto_remove: false,
             dns: Vec::new(),
             dns_search: Vec::new(),
@@ -220,11 +191,7 @@ pub(crate) mod tests {
 
     #[test]
     fn the_list_shows_networks_addresses_state_and_ports() {
-        let mut web = sandbox(
-            "web",
-            &[("bridge", "172.17.0.2", ""), ("n1", "10.10.0.2", "fd00::2")],
-            &[4242, 4250],
-        );
+        let mut web = sandbox("web", &[("bridge", "172.17.0.2", ""), ("n1", "10.10.0.2", "fd00::2")], &[4242, 4250]);
         web.network_settings.ports = port_map(&[PortMapping {
             protocol: PortProtocol::Tcp,
             host_ip: None,

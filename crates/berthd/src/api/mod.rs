@@ -12,11 +12,11 @@ use std::sync::Arc;
 use axum::extract::connect_info::Connected;
 use axum::extract::{FromRequestParts, Query, Request};
 use axum::http::request::Parts;
-use axum::serve::IncomingStream;
 use axum::http::{Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::IncomingStream;
 use axum::{Json, Router};
 use berth_types::{ErrorBody, Version};
 use serde::de::DeserializeOwned;
@@ -65,11 +65,7 @@ async fn log_request(request: Request, next: Next) -> Response {
 }
 
 async fn version() -> Json<Version> {
-    Json(Version {
-        version: env!("CARGO_PKG_VERSION").into(),
-        api_version: "1".into(),
-        pid: std::process::id(),
-    })
+    Json(Version { version: env!("CARGO_PKG_VERSION").into(), api_version: "1".into(), pid: std::process::id() })
 }
 
 async fn reload_firewall(axum::extract::State(c): axum::extract::State<Shared>) -> Result<StatusCode, Error> {
@@ -131,13 +127,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(v)| Params(v))
-            .map_err(|e| {
-                let cause = std::error::Error::source(&e).map_or_else(|| e.body_text(), ToString::to_string);
-                Error::BadRequest(format!("invalid query: {cause}"))
-            })
+        Query::<T>::from_request_parts(parts, state).await.map(|Query(v)| Params(v)).map_err(|e| {
+            let cause = std::error::Error::source(&e).map_or_else(|| e.body_text(), ToString::to_string);
+            Error::BadRequest(format!("invalid query: {cause}"))
+        })
     }
 }
 

@@ -16,7 +16,10 @@ pub async fn inspect(State(c): State<Shared>, Path(network): Path<String>) -> Re
     c.inspect_network(&network).await.map(Json)
 }
 
-pub async fn create(State(c): State<Shared>, Body(request): Body<NetworkCreate>) -> Result<(StatusCode, Json<Network>)> {
+pub async fn create(
+    State(c): State<Shared>,
+    Body(request): Body<NetworkCreate>,
+) -> Result<(StatusCode, Json<Network>)> {
     Ok((StatusCode::CREATED, Json(c.create_network(request).await?)))
 }
 

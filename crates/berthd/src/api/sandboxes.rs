@@ -17,7 +17,10 @@ pub async fn inspect(State(c): State<Shared>, Path(sandbox): Path<String>) -> Re
     c.inspect_sandbox(&sandbox).await.map(Json)
 }
 
-pub async fn create(State(c): State<Shared>, Body(request): Body<SandboxCreate>) -> Result<(StatusCode, Json<Sandbox>)> {
+pub async fn create(
+    State(c): State<Shared>,
+    Body(request): Body<SandboxCreate>,
+) -> Result<(StatusCode, Json<Sandbox>)> {
     Ok((StatusCode::CREATED, Json(c.create_sandbox(request).await?)))
 }
 

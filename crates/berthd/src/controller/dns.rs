@@ -61,7 +61,10 @@ impl State {
                             .filter(|e| networks.get(&e.network_id).is_some_and(has_names))
                             .map(|e| e.network_id.clone())
                             .collect(),
-                        forward: sandbox.endpoints.iter().any(|e| networks.get(&e.network_id).is_some_and(|n| !n.internal)),
+                        forward: sandbox
+                            .endpoints
+                            .iter()
+                            .any(|e| networks.get(&e.network_id).is_some_and(|n| !n.internal)),
                         upstreams: sandbox.dns_servers.iter().map(|ip| SocketAddr::new(*ip, DNS_PORT)).collect(),
                     },
                 );
@@ -151,7 +154,11 @@ impl Controller {
     /// sockets, the redirect, and the ports in its record. The caller keeps the listener once
     /// the record is committed (dropping it closes the sockets; the redirect then leads nowhere
     /// and is harmless, and goes with the namespace).
-    pub(super) async fn ensure_resolver(&self, state: &State, sandbox: &mut SandboxRecord) -> Result<Option<SandboxListener>> {
+    pub(super) async fn ensure_resolver(
+        &self,
+        state: &State,
+        sandbox: &mut SandboxRecord,
+    ) -> Result<Option<SandboxListener>> {
         if sandbox.resolver.is_some() || !state.wants_resolver(sandbox) {
             return Ok(None);
         }
@@ -191,7 +198,11 @@ impl Controller {
     }
 
     /// The second half of [`Self::open_resolver`]: waits for the redirect and serves the sockets.
-    pub(super) fn finish_resolver(&self, sandbox: &SandboxRecord, setup: ResolverSetup) -> Result<(SandboxListener, ResolverPorts)> {
+    pub(super) fn finish_resolver(
+        &self,
+        sandbox: &SandboxRecord,
+        setup: ResolverSetup,
+    ) -> Result<(SandboxListener, ResolverPorts)> {
         let failed = |e: String| Error::Internal(format!("cannot open the resolver of sandbox {}: {e}", sandbox.name));
         if let Some(redirect) = setup.redirect {
             tokio::task::block_in_place(|| redirect.wait()).map_err(|e| failed(e.to_string()))?;
@@ -290,7 +301,12 @@ mod tests {
             Some("172.17.0.1"),
         )
         .unwrap();
-        let expected = [("db", "192.0.2.7"), ("v6", "2001:db8::7"), ("bracketed", "2001:db8::8"), ("host.docker.internal", "172.17.0.1")];
+        let expected = [
+            ("db", "192.0.2.7"),
+            ("v6", "2001:db8::7"),
+            ("bracketed", "2001:db8::8"),
+            ("host.docker.internal", "172.17.0.1"),
+        ];
         assert_eq!(entries, expected.map(|(n, a)| (n.to_owned(), a.to_owned())));
     }
 

@@ -85,7 +85,12 @@ impl EventBus {
     }
 
     /// A sandbox was connected to (or disconnected from) each network it has an endpoint on.
-    pub(super) fn endpoints(&self, action: Action, networks: &BTreeMap<String, NetworkRecord>, sandbox: &SandboxRecord) {
+    pub(super) fn endpoints(
+        &self,
+        action: Action,
+        networks: &BTreeMap<String, NetworkRecord>,
+        sandbox: &SandboxRecord,
+    ) {
         for endpoint in &sandbox.endpoints {
             if let Some(network) = networks.get(&endpoint.network_id) {
                 self.endpoint(action, network, sandbox);
@@ -122,7 +127,11 @@ impl EventBus {
     /// The kept events and a receiver of every later one, none lost or repeated in between.
     pub fn subscribe(&self) -> Subscription {
         let kept = self.kept.lock().expect("the event list is never poisoned");
-        Subscription { kept: kept.iter().cloned().collect(), receiver: self.sender.subscribe(), closed: self.closed.subscribe() }
+        Subscription {
+            kept: kept.iter().cloned().collect(),
+            receiver: self.sender.subscribe(),
+            closed: self.closed.subscribe(),
+        }
     }
 
     /// Tells every subscriber, present and future, to stop.

@@ -91,19 +91,20 @@ struct State {
 impl State {
     /// A network by exact name, full id, or unique id prefix (Docker's lookup order).
     fn network(&self, key: &str) -> Result<&NetworkRecord> {
-        lookup(&self.networks, key, |n| &n.name)
-            .ok_or_else(|| Error::NotFound(format!("network {key} not found")))
+        lookup(&self.networks, key, |n| &n.name).ok_or_else(|| Error::NotFound(format!("network {key} not found")))
     }
 
     fn sandbox(&self, key: &str) -> Result<&SandboxRecord> {
-        lookup(&self.sandboxes, key, |s| &s.name)
-            .ok_or_else(|| Error::NotFound(format!("no such sandbox: {key}")))
+        lookup(&self.sandboxes, key, |s| &s.name).ok_or_else(|| Error::NotFound(format!("no such sandbox: {key}")))
     }
 
-    fn endpoints_on<'a>(&'a self, network_id: &'a str) -> impl Iterator<Item = (&'a SandboxRecord, &'a EndpointRecord)> + 'a {
-        self.sandboxes.values().flat_map(move |s| {
-            s.endpoints.iter().filter(move |e| e.network_id == network_id).map(move |e| (s, e))
-        })
+    fn endpoints_on<'a>(
+        &'a self,
+        network_id: &'a str,
+    ) -> impl Iterator<Item = (&'a SandboxRecord, &'a EndpointRecord)> + 'a {
+        self.sandboxes
+            .values()
+            .flat_map(move |s| s.endpoints.iter().filter(move |e| e.network_id == network_id).map(move |e| (s, e)))
     }
 
     fn subnets(&self) -> impl Iterator<Item = (&NetworkRecord, IpNet)> {
@@ -144,11 +145,7 @@ fn lookup<'a, T>(map: &'a BTreeMap<String, T>, key: &str, name: impl Fn(&T) -> &
 }
 
 fn endpoint_addresses(endpoint: &EndpointRecord) -> impl Iterator<Item = IpAddr> {
-    endpoint
-        .ipv4
-        .map(|a| IpAddr::V4(a.addr()))
-        .into_iter()
-        .chain(endpoint.ipv6.map(|a| IpAddr::V6(a.addr())))
+    endpoint.ipv4.map(|a| IpAddr::V4(a.addr())).into_iter().chain(endpoint.ipv6.map(|a| IpAddr::V6(a.addr())))
 }
 
 /// The firewall as the async controller calls it: every call runs `nft` and waits for it, so it

@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use berth_ipam::{check_usable_subnet, next_free_subnet, overlaps, AddressPool, SubnetPool};
 use berth_store::Change;
 use berth_types::{
-    validate_interface_name, validate_network_name, IpamConfig, Network, NetworkCreate, NetworkRecord, PruneReport,
-    BridgeOptions, SubnetRecord, DEFAULT_NETWORK, OPTION_BRIDGE_NAME, PREDEFINED_NETWORKS,
+    validate_interface_name, validate_network_name, BridgeOptions, IpamConfig, Network, NetworkCreate, NetworkRecord,
+    PruneReport, SubnetRecord, DEFAULT_NETWORK, OPTION_BRIDGE_NAME, PREDEFINED_NETWORKS,
 };
 use ipnet::IpNet;
 
@@ -30,11 +30,14 @@ struct RequestedSubnet {
 }
 
 fn parse_cidr(what: &str, text: &str) -> Result<IpNet> {
-    let net: IpNet = text
-        .parse()
-        .map_err(|_| Error::BadRequest(format!("invalid {what} {text:?}: expected an address/prefix such as 10.1.0.0/24")))?;
+    let net: IpNet = text.parse().map_err(|_| {
+        Error::BadRequest(format!("invalid {what} {text:?}: expected an address/prefix such as 10.1.0.0/24"))
+    })?;
     if net.trunc() != net {
-        return Err(Error::BadRequest(format!("invalid {what} {text}: it has host bits set, did you mean {}?", net.trunc())));
+        return Err(Error::BadRequest(format!(
+            "invalid {what} {text}: it has host bits set, did you mean {}?",
+            net.trunc()
+        )));
     }
     Ok(net)
 }
@@ -48,12 +51,15 @@ fn parse_subnet_config(config: &IpamConfig) -> Result<Option<RequestedSubnet>> {
     };
     let subnet = parse_cidr("subnet", subnet)?;
     check_usable_subnet(&subnet)?;
-    let ip_range = config.ip_range.as_deref().filter(|s| !s.is_empty()).map(|r| parse_cidr("ip range", r)).transpose()?;
+    let ip_range =
+        config.ip_range.as_deref().filter(|s| !s.is_empty()).map(|r| parse_cidr("ip range", r)).transpose()?;
     let gateway = config
         .gateway
         .as_deref()
         .filter(|s| !s.is_empty())
-        .map(|g| g.parse::<IpAddr>().map_err(|_| Error::BadRequest(format!("invalid gateway {g:?}: not an IP address"))))
+        .map(|g| {
+            g.parse::<IpAddr>().map_err(|_| Error::BadRequest(format!("invalid gateway {g:?}: not an IP address")))
+        })
         .transpose()?;
     Ok(Some(RequestedSubnet { subnet, ip_range, gateway }))
 }
@@ -87,7 +93,9 @@ impl Controller {
         }
         let options = BridgeOptions::parse(&request.options).map_err(Error::BadRequest)?;
         if let Some(mtu) = options.mtu.filter(|&mtu| request.enable_ipv6 && mtu < IPV6_MIN_MTU) {
-            return Err(Error::BadRequest(format!("MTU {mtu} is too small for IPv6, which needs at least {IPV6_MIN_MTU}")));
+            return Err(Error::BadRequest(format!(
+                "MTU {mtu} is too small for IPv6, which needs at least {IPV6_MIN_MTU}"
+            )));
         }
         match request.driver.as_str() {
             "" | "bridge" => {}
@@ -169,7 +177,8 @@ impl Controller {
         let mut taken: Vec<IpNet> = state.subnets().map(|(_, s)| s).collect();
         taken.extend(self.host.route_destinations().await?.into_iter().filter(|r| r.prefix_len() > 0));
         taken.extend(self.host.addresses().await?.into_iter().map(|(_, a)| a.trunc()));
-        let pools: Vec<SubnetPool> = self.address_pools.iter().filter(|p| p.base().addr().is_ipv6() == v6).copied().collect();
+        let pools: Vec<SubnetPool> =
+            self.address_pools.iter().filter(|p| p.base().addr().is_ipv6() == v6).copied().collect();
         Ok(next_free_subnet(&pools, &taken)?)
     }
 
@@ -178,9 +187,7 @@ impl Controller {
         self.bridge.create_network(&record).await?;
         let id = record.id.clone();
         state.networks.insert(id.clone(), record.clone());
-        let done = self
-            .apply_firewall(state)
-            .and_then(|()| Ok(self.store.commit(&[Change::PutNetwork(&record)])?));
+        let done = self.apply_firewall(state).and_then(|()| Ok(self.store.commit(&[Change::PutNetwork(&record)])?));
         if let Err(e) = done {
             state.networks.remove(&id);
             if let Err(undo) = self.apply_firewall(state) {

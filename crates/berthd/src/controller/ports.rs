@@ -11,8 +11,8 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use berth_firewall::{Dnat, NetworkPolicy, RoutedPort, Ruleset};
 use berth_types::{
-    EndpointRecord, GatewayMode, NetworkRecord, PortMapping, PortProtocol, PortRange, PortSpec, PortsChange, ProxyMapping,
-    Sandbox, SandboxRecord,
+    EndpointRecord, GatewayMode, NetworkRecord, PortMapping, PortProtocol, PortRange, PortSpec, PortsChange,
+    ProxyMapping, Sandbox, SandboxRecord,
 };
 use ipnet::IpNet;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -106,8 +106,6 @@ fn bind_port(protocol: PortProtocol, ip: IpAddr, port: u16, listen: bool) -> io:
 /// Backlog of published TCP sockets the userland proxy accepts on.
 const LISTEN_BACKLOG: i32 = 4096;
 
-
-
 fn ephemeral_range() -> (u16, u16) {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -150,22 +148,24 @@ impl State {
         mappings
             .iter()
             .flat_map(|m| {
-                targets
-                    .iter()
-                    .filter(move |t| m.host_ip.is_none_or(|h| h.is_ipv4() == t.is_ipv4()))
-                    .map(move |target| Dnat {
+                targets.iter().filter(move |t| m.host_ip.is_none_or(|h| h.is_ipv4() == t.is_ipv4())).map(
+                    move |target| Dnat {
                         protocol: m.protocol,
                         host_ip: m.host_ip,
                         host_ports: m.host_ports,
                         target: *target,
                         target_ports: m.container_ports,
-                    })
+                    },
+                )
             })
             .collect()
     }
 
     /// The endpoint a sandbox's published ports lead to: the first on a non-internal network.
-    fn publishing_endpoint<'a>(&'a self, sandbox: &'a SandboxRecord) -> Option<(&'a NetworkRecord, &'a EndpointRecord)> {
+    fn publishing_endpoint<'a>(
+        &'a self,
+        sandbox: &'a SandboxRecord,
+    ) -> Option<(&'a NetworkRecord, &'a EndpointRecord)> {
         sandbox.endpoints.iter().find_map(|e| Some((self.networks.get(&e.network_id).filter(|n| !n.internal)?, e)))
     }
 
@@ -174,15 +174,22 @@ impl State {
     fn routed_ports(&self, sandbox: &SandboxRecord) -> Vec<RoutedPort> {
         let Some((network, endpoint)) = self.publishing_endpoint(sandbox) else { return Vec::new() };
         let options = network.bridge_options();
-        let targets: Vec<IpAddr> =
-            super::endpoint_addresses(endpoint).filter(|a| options.gateway_mode(a.is_ipv6()) == GatewayMode::Routed).collect();
+        let targets: Vec<IpAddr> = super::endpoint_addresses(endpoint)
+            .filter(|a| options.gateway_mode(a.is_ipv6()) == GatewayMode::Routed)
+            .collect();
         sandbox
             .ports
             .iter()
             .flat_map(|m| {
-                targets.iter().filter(move |t| m.host_ip.is_none_or(|h| h.is_ipv4() == t.is_ipv4())).flat_map(move |address| {
-                    (m.container_ports.start..=m.container_ports.end).map(move |port| RoutedPort { protocol: m.protocol, address: *address, port })
-                })
+                targets.iter().filter(move |t| m.host_ip.is_none_or(|h| h.is_ipv4() == t.is_ipv4())).flat_map(
+                    move |address| {
+                        (m.container_ports.start..=m.container_ports.end).map(move |port| RoutedPort {
+                            protocol: m.protocol,
+                            address: *address,
+                            port,
+                        })
+                    },
+                )
             })
             .collect()
     }
@@ -206,7 +213,11 @@ impl State {
                     NetworkPolicy {
                         name: n.name.clone(),
                         bridge: n.bridge.clone(),
-                        unmasqueraded: subnets.iter().copied().filter(|s| !options.masquerades(s.addr().is_ipv6())).collect(),
+                        unmasqueraded: subnets
+                            .iter()
+                            .copied()
+                            .filter(|s| !options.masquerades(s.addr().is_ipv6()))
+                            .collect(),
                         subnets,
                         internal: n.internal,
                     }
@@ -252,7 +263,10 @@ impl Controller {
             state.check_can_publish(sandbox)?;
         }
         // A network's host_binding_ipv4 is where its specs without a host address publish.
-        let binding = state.publishing_endpoint(sandbox).and_then(|(n, _)| n.bridge_options().host_binding).filter(|ip| !ip.is_unspecified());
+        let binding = state
+            .publishing_endpoint(sandbox)
+            .and_then(|(n, _)| n.bridge_options().host_binding)
+            .filter(|ip| !ip.is_unspecified());
         for spec in parsed.iter_mut().filter(|s| s.host_ip.is_none()) {
             spec.host_ip = binding;
         }
@@ -293,7 +307,13 @@ impl Controller {
 
     /// Reserves the host ports of `mapping`, refusing ports berth already publishes and ports
     /// a host process holds.
-    fn reserve(&self, state: &State, sandbox_id: &str, pending: &[Reservation], mapping: PortMapping) -> Result<Reservation> {
+    fn reserve(
+        &self,
+        state: &State,
+        sandbox_id: &str,
+        pending: &[Reservation],
+        mapping: PortMapping,
+    ) -> Result<Reservation> {
         let clash = |m: &PortMapping| {
             m.protocol == mapping.protocol
                 && m.host_ports.overlaps(&mapping.host_ports)
@@ -306,7 +326,10 @@ impl Controller {
             )));
         }
         if pending.iter().any(|r| clash(&r.mapping)) {
-            return Err(Error::BadRequest(format!("host port {}/{} is requested twice", mapping.host_ports, mapping.protocol)));
+            return Err(Error::BadRequest(format!(
+                "host port {}/{} is requested twice",
+                mapping.host_ports, mapping.protocol
+            )));
         }
         let mut sockets = Vec::new();
         for ip in host_addresses(mapping.host_ip) {
@@ -314,18 +337,34 @@ impl Controller {
                 match bind_port(mapping.protocol, ip, port, self.proxy.is_some()) {
                     Ok(socket) => {
                         let host = SocketAddr::new(ip, port);
-                        sockets.push(HostSocket { proxy_id: proxy_id(sandbox_id, mapping.protocol, host), host, socket });
+                        sockets.push(HostSocket {
+                            proxy_id: proxy_id(sandbox_id, mapping.protocol, host),
+                            host,
+                            socket,
+                        });
                     }
                     // A host without IPv6 cannot have v6 users of the port either.
-                    Err(e) if mapping.host_ip.is_none() && ip.is_ipv6() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {}
+                    Err(e)
+                        if mapping.host_ip.is_none()
+                            && ip.is_ipv6()
+                            && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {}
                     Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-                        let holder = port_holder(mapping.protocol, port).map(|h| format!(" by {h}")).unwrap_or_default();
-                        return Err(Error::Conflict(format!("host port {ip}:{port}/{} is already in use{holder}", mapping.protocol)));
+                        let holder =
+                            port_holder(mapping.protocol, port).map(|h| format!(" by {h}")).unwrap_or_default();
+                        return Err(Error::Conflict(format!(
+                            "host port {ip}:{port}/{} is already in use{holder}",
+                            mapping.protocol
+                        )));
                     }
                     Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
                         return Err(Error::BadRequest(format!("host address {ip} is not an address of this host")));
                     }
-                    Err(e) => return Err(Error::Internal(format!("cannot reserve host port {ip}:{port}/{}: {e}", mapping.protocol))),
+                    Err(e) => {
+                        return Err(Error::Internal(format!(
+                            "cannot reserve host port {ip}:{port}/{}: {e}",
+                            mapping.protocol
+                        )))
+                    }
                 }
             }
         }
@@ -334,7 +373,13 @@ impl Controller {
 
     /// Reserves a free random host port from the ephemeral range for a one-port spec without
     /// a host port.
-    fn reserve_random(&self, state: &State, sandbox_id: &str, pending: &[Reservation], spec: &PortSpec) -> Result<Reservation> {
+    fn reserve_random(
+        &self,
+        state: &State,
+        sandbox_id: &str,
+        pending: &[Reservation],
+        spec: &PortSpec,
+    ) -> Result<Reservation> {
         let (low, high) = ephemeral_range();
         let span = high.saturating_sub(low).max(1);
         for _ in 0..RANDOM_PORT_ATTEMPTS {
@@ -504,7 +549,13 @@ impl Controller {
                             Some(fd) => Socket::from(fd),
                             None => match bind_port(mapping.protocol, ip, port, self.proxy.is_some()) {
                                 Ok(socket) => socket,
-                                Err(e) if ip.is_ipv6() && mapping.host_ip.is_none() && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => continue,
+                                Err(e)
+                                    if ip.is_ipv6()
+                                        && mapping.host_ip.is_none()
+                                        && e.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+                                {
+                                    continue
+                                }
                                 Err(e) => {
                                     tracing::warn!(sandbox = %sandbox.name, "cannot reserve host port {host}/{} again: {e}", mapping.protocol);
                                     continue;
@@ -541,7 +592,8 @@ impl Controller {
             for held in &reservation.sockets {
                 let result = match state.proxy_backend(sandbox, &reservation.mapping, held.host) {
                     Some(backend) => {
-                        let mapping = ProxyMapping { id: held.proxy_id.clone(), protocol: reservation.mapping.protocol, backend };
+                        let mapping =
+                            ProxyMapping { id: held.proxy_id.clone(), protocol: reservation.mapping.protocol, backend };
                         tokio::task::block_in_place(|| proxy.add(&mapping, held.socket.as_fd()))
                     }
                     None => tokio::task::block_in_place(|| proxy.remove(&held.proxy_id)),
@@ -603,7 +655,11 @@ impl State {
         let v6 = endpoint.ipv6.map(|a| IpAddr::V6(a.addr()));
         let address = if host.is_ipv4() { v4.or(v6) } else { v6.or(v4) }?;
         let offset = host.port() - mapping.host_ports.start;
-        let port = if mapping.container_ports.count() == 1 { mapping.container_ports.start } else { mapping.container_ports.start + offset };
+        let port = if mapping.container_ports.count() == 1 {
+            mapping.container_ports.start
+        } else {
+            mapping.container_ports.start + offset
+        };
         Some(SocketAddr::new(address, port))
     }
 

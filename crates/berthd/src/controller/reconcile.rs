@@ -112,7 +112,9 @@ impl Controller {
             let Some(network) = state.networks.get(&endpoint.network_id) else { continue };
             match self.bridge.join(network, endpoint, Path::new(&netns), position == 0).await {
                 Ok(()) => tracing::info!(sandbox = %sandbox.name, network = %network.name, "recreated endpoint"),
-                Err(e) => tracing::error!(sandbox = %sandbox.name, network = %network.name, "cannot recreate endpoint: {e}"),
+                Err(e) => {
+                    tracing::error!(sandbox = %sandbox.name, network = %network.name, "cannot recreate endpoint: {e}")
+                }
             }
         }
         let mut rewrite_files = !sandbox_files_exist(&sandbox);

@@ -16,8 +16,8 @@ use berth_types::{
 use ipnet::{Ipv4Net, Ipv6Net};
 use nix::sys::signal::Signal;
 
-use super::events::Action;
 use super::dns::{check_dns_options, check_dns_search, has_names, parse_extra_hosts};
+use super::events::Action;
 use super::{endpoint_addresses, Controller, State};
 use crate::error::{Error, Result};
 use crate::ids;
@@ -51,7 +51,9 @@ pub(super) fn running_processes(sandbox: &SandboxRecord) -> Vec<(u32, PinnedProc
         .processes
         .iter()
         .filter_map(|p| Some((p.pid, PinnedProcess::open(p.pid, p.start_time)?)))
-        .filter(|(pid, _)| berth_sys::netns::netns_id(Path::new(&format!("/proc/{pid}/ns/net"))).is_ok_and(|id| id == netns))
+        .filter(|(pid, _)| {
+            berth_sys::netns::netns_id(Path::new(&format!("/proc/{pid}/ns/net"))).is_ok_and(|id| id == netns)
+        })
         .collect()
 }
 
@@ -90,7 +92,10 @@ fn identify_process(sandbox: &SandboxRecord, pid: u32, caller: Option<u32>) -> R
         Err(_) => true,
     };
     if !in_sandbox {
-        return Err(Error::BadRequest(format!("process {pid} does not run in sandbox {}'s network namespace", sandbox.name)));
+        return Err(Error::BadRequest(format!(
+            "process {pid} does not run in sandbox {}'s network namespace",
+            sandbox.name
+        )));
     }
     Ok(ProcessRecord { pid, start_time: stat.start_time })
 }
@@ -107,10 +112,13 @@ struct WantedEndpoint {
 /// not all zeros.
 fn parse_requested_mac(text: Option<&str>) -> Result<Option<[u8; 6]>> {
     let Some(text) = text.filter(|t| !t.is_empty()) else { return Ok(None) };
-    let mac = berth_netlink::parse_mac(text)
-        .ok_or_else(|| Error::BadRequest(format!("invalid MAC address {text:?}: expected six hex pairs such as 02:42:0a:00:00:05")))?;
+    let mac = berth_netlink::parse_mac(text).ok_or_else(|| {
+        Error::BadRequest(format!("invalid MAC address {text:?}: expected six hex pairs such as 02:42:0a:00:00:05"))
+    })?;
     if mac[0] & 1 == 1 {
-        return Err(Error::BadRequest(format!("invalid MAC address {text}: a multicast address cannot be an endpoint's")));
+        return Err(Error::BadRequest(format!(
+            "invalid MAC address {text}: a multicast address cannot be an endpoint's"
+        )));
     }
     if mac == [0; 6] {
         return Err(Error::BadRequest(format!("invalid MAC address {text}: all zeros")));
@@ -159,7 +167,10 @@ impl Controller {
         let dns_servers = request
             .dns
             .iter()
-            .map(|t| t.parse().map_err(|_| Error::BadRequest(format!("invalid --dns address {t:?}: an IP address is expected"))))
+            .map(|t| {
+                t.parse()
+                    .map_err(|_| Error::BadRequest(format!("invalid --dns address {t:?}: an IP address is expected")))
+            })
             .collect::<Result<Vec<IpAddr>>>()?;
         check_dns_search(&request.dns_search)?;
         check_dns_options(&request.dns_options)?;
@@ -325,7 +336,9 @@ impl Controller {
         wanted: WantedEndpoint,
     ) -> Result<EndpointRecord> {
         let WantedEndpoint { ipv4, ipv6, mac } = wanted;
-        let taken = mac.map(|m| berth_netlink::format_mac(&m)).filter(|m| state.endpoints_on(&network.id).any(|(_, e)| &e.mac == m));
+        let taken = mac
+            .map(|m| berth_netlink::format_mac(&m))
+            .filter(|m| state.endpoints_on(&network.id).any(|(_, e)| &e.mac == m));
         if let Some(mac) = taken {
             return Err(Error::Conflict(format!("MAC address {mac} is already in use on network {}", network.name)));
         }
@@ -333,7 +346,9 @@ impl Controller {
             return Err(Error::BadRequest("--ip takes an IPv4 address and --ip6 an IPv6 address".into()));
         }
         if network.name == DEFAULT_NETWORK && (ipv4.is_some() || ipv6.is_some()) {
-            return Err(Error::BadRequest("user specified IP address is supported on user defined networks only".into()));
+            return Err(Error::BadRequest(
+                "user specified IP address is supported on user defined networks only".into(),
+            ));
         }
         let id = ids::new_id();
         let netns = PathBuf::from(&sandbox.netns_path);
@@ -437,7 +452,10 @@ impl Controller {
             )));
         }
         if sandbox.endpoints.iter().any(|e| e.network_id == network.id) {
-            return Err(Error::Conflict(format!("sandbox {} is already connected to network {}", sandbox.name, network.name)));
+            return Err(Error::Conflict(format!(
+                "sandbox {} is already connected to network {}",
+                sandbox.name, network.name
+            )));
         }
         let wanted = WantedEndpoint {
             ipv4: parse_ip(request.ipv4_address.as_deref())?,
@@ -453,7 +471,8 @@ impl Controller {
         // The listener (if this is the sandbox's first network with names) is dropped, closing
         // its sockets, when a later step fails.
         let committed = match self.ensure_resolver(&state, &mut sandbox).await {
-            Ok(listener) => self.write_files(&state, &sandbox)
+            Ok(listener) => self
+                .write_files(&state, &sandbox)
                 .map_err(Error::from)
                 .and_then(|()| Ok(self.store.commit(&[Change::PutSandbox(&sandbox)])?))
                 .map(|()| listener),
@@ -483,7 +502,10 @@ impl Controller {
         let network = state.network(network_key)?.clone();
         let mut sandbox = state.sandbox(&request.container)?.clone();
         let Some(position) = sandbox.endpoints.iter().position(|e| e.network_id == network.id) else {
-            return Err(Error::NotFound(format!("sandbox {} is not connected to network {}", sandbox.name, network.name)));
+            return Err(Error::NotFound(format!(
+                "sandbox {} is not connected to network {}",
+                sandbox.name, network.name
+            )));
         };
         let endpoint = sandbox.endpoints.remove(position);
         // Store first: if the kernel step then fails, the veth left behind carries berth's mark
@@ -550,7 +572,8 @@ impl Controller {
         let (sandbox, running) = {
             let state = self.state.lock().await;
             let sandbox = state.sandbox(key)?.clone();
-            if let Some(user) = state.sandboxes.values().find(|s| s.mode == SandboxMode::Container(sandbox.id.clone())) {
+            if let Some(user) = state.sandboxes.values().find(|s| s.mode == SandboxMode::Container(sandbox.id.clone()))
+            {
                 return Err(Error::Conflict(format!(
                     "sandbox {} shares its namespace with sandbox {}: remove that one first",
                     sandbox.name, user.name
@@ -614,7 +637,8 @@ impl Controller {
     pub async fn remove_finished_sandboxes(&self) {
         let now = ids::unix_nanos_now();
         let overdue = |s: &SandboxRecord| {
-            ids::parse_datetime(&s.created).is_none_or(|created| now.saturating_sub(created) > MAIN_PROCESS_GRACE.as_nanos() as i64)
+            ids::parse_datetime(&s.created)
+                .is_none_or(|created| now.saturating_sub(created) > MAIN_PROCESS_GRACE.as_nanos() as i64)
         };
         let finished: Vec<String> = {
             let state = self.state.lock().await;
@@ -649,7 +673,9 @@ fn check_attachable(state: &State, path: &str) -> Result<()> {
     }
     let wanted = id_of(path).ok_or_else(|| Error::BadRequest(format!("cannot read network namespace {path}")))?;
     if id_of(&daemon_netns_path()) == Some(wanted) || id_of("/proc/1/ns/net") == Some(wanted) {
-        return Err(Error::Forbidden(format!("{path} is the host's network namespace: only a sandbox's own namespace can be attached")));
+        return Err(Error::Forbidden(format!(
+            "{path} is the host's network namespace: only a sandbox's own namespace can be attached"
+        )));
     }
     if let Some(owner) = state.sandboxes.values().find(|s| id_of(&s.netns_path) == Some(wanted)) {
         return Err(Error::Conflict(format!("{path} is the network namespace of sandbox {}", owner.name)));
@@ -661,7 +687,12 @@ fn check_attachable(state: &State, path: &str) -> Result<()> {
 fn check_aliases(network: Option<&NetworkRecord>, aliases: &[String]) -> Result<()> {
     match network {
         Some(n) if n.name != DEFAULT_NETWORK => {}
-        Some(n) => return Err(Error::BadRequest(format!("network-scoped aliases are supported only on user-defined networks, not on {}", n.name))),
+        Some(n) => {
+            return Err(Error::BadRequest(format!(
+                "network-scoped aliases are supported only on user-defined networks, not on {}",
+                n.name
+            )))
+        }
         None => return Err(Error::BadRequest("--network-alias needs a network".into())),
     }
     for alias in aliases {

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use berth_types::{
-    port_map, EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, Network, NetworkContainer, NetworkRecord, NetworkSettings, Sandbox,
-    RequestedAddresses, SandboxFiles, SandboxMode, SandboxRecord, SandboxState,
+    port_map, EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, Network, NetworkContainer, NetworkRecord,
+    NetworkSettings, RequestedAddresses, Sandbox, SandboxFiles, SandboxMode, SandboxRecord, SandboxState,
 };
 
 use super::sandboxes::live_pids;
@@ -79,7 +79,10 @@ impl State {
             .endpoints
             .iter()
             .map(|endpoint| {
-                let name = self.networks.get(&endpoint.network_id).map_or_else(|| endpoint.network_id.clone(), |n| n.name.clone());
+                let name = self
+                    .networks
+                    .get(&endpoint.network_id)
+                    .map_or_else(|| endpoint.network_id.clone(), |n| n.name.clone());
                 let settings = EndpointSettings {
                     network_id: endpoint.network_id.clone(),
                     endpoint_id: endpoint.id.clone(),

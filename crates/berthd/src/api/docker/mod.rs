@@ -154,7 +154,9 @@ mod tests {
             #[serde(default, deserialize_with = "flag")]
             force: bool,
         }
-        for (text, expected) in [("force=1", true), ("force=True", true), ("force=0", false), ("force=False", false), ("", false)] {
+        for (text, expected) in
+            [("force=1", true), ("force=True", true), ("force=0", false), ("force=False", false), ("", false)]
+        {
             let q: Q = query(text);
             assert_eq!(q.force, expected, "{text}");
         }

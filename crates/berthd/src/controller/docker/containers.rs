@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use berth_types::{
     ContainerConfig, ContainerHostConfig, ContainerInspect, ContainerNetworkSettings, ContainerState, ContainerSummary,
-    DockerFilters, EmptyObject, PortMap, PortSummary, Sandbox, SandboxRecord, SummaryHostConfig, SummaryNetworkSettings,
-    DEFAULT_NETWORK, SANDBOX_IMAGE,
+    DockerFilters, EmptyObject, PortMap, PortSummary, Sandbox, SandboxRecord, SummaryHostConfig,
+    SummaryNetworkSettings, DEFAULT_NETWORK, SANDBOX_IMAGE,
 };
 
 use super::filters::{any_matches, check_keys, labels_match, name_matches};
@@ -89,7 +89,9 @@ impl Container {
     fn matches(&self, filters: &DockerFilters) -> bool {
         let networks = &self.view.network_settings.networks;
         any_matches(filters.get("id"), |v| self.view.id.starts_with(v))
-            && any_matches(filters.get("name"), |v| name_matches(v, &self.view.name) || name_matches(v, &format!("/{}", self.view.name)))
+            && any_matches(filters.get("name"), |v| {
+                name_matches(v, &self.view.name) || name_matches(v, &format!("/{}", self.view.name))
+            })
             && any_matches(filters.get("network"), |v| networks.iter().any(|(name, e)| v == name || v == e.network_id))
             && any_matches(filters.get("status"), |v| v == self.status)
             && labels_match(filters.get("label"), &BTreeMap::new())
@@ -283,7 +285,10 @@ mod tests {
         )]);
         let list = port_summaries(&map);
         assert_eq!(list.len(), 2);
-        assert_eq!(list[1], PortSummary { ip: "::".into(), private_port: 80, public_port: 8080, protocol: "tcp".into() });
+        assert_eq!(
+            list[1],
+            PortSummary { ip: "::".into(), private_port: 80, public_port: 8080, protocol: "tcp".into() }
+        );
     }
 
     #[test]

@@ -33,7 +33,9 @@ impl Controller {
         let past: VecDeque<Event> = match since {
             Some(since) => kept
                 .into_iter()
-                .filter(|e| e.time_nano >= since && until.is_none_or(|u| e.time_nano <= u) && event_matches(&filters, e))
+                .filter(|e| {
+                    e.time_nano >= since && until.is_none_or(|u| e.time_nano <= u) && event_matches(&filters, e)
+                })
                 .collect(),
             None => VecDeque::new(),
         };
@@ -53,7 +55,9 @@ impl Controller {
                     match next {
                         Ok(event) if event_matches(&filters, &event) => return Some((event, (past, receiver, closed))),
                         Ok(_) => {}
-                        Err(RecvError::Lagged(lost)) => tracing::warn!("an event subscriber fell behind and lost {lost} events"),
+                        Err(RecvError::Lagged(lost)) => {
+                            tracing::warn!("an event subscriber fell behind and lost {lost} events")
+                        }
                         Err(RecvError::Closed) => return None,
                     }
                 }
@@ -104,7 +108,10 @@ mod tests {
         Event {
             kind: kind.into(),
             action: action.into(),
-            actor: EventActor { id: "abcdef".into(), attributes: BTreeMap::from([("name".to_owned(), name.to_owned())]) },
+            actor: EventActor {
+                id: "abcdef".into(),
+                attributes: BTreeMap::from([("name".to_owned(), name.to_owned())]),
+            },
             scope: "local".into(),
             time: 0,
             time_nano: 0,

@@ -59,7 +59,9 @@ impl Controller {
     pub async fn docker_connect(&self, network: &str, request: DockerNetworkConnect) -> Result<()> {
         let config = request.endpoint_config.unwrap_or_default();
         if let Some(key) = config.driver_opts.iter().flatten().next().map(|(k, _)| k) {
-            return Err(Error::BadRequest(format!("endpoint driver option {key} is not supported: berth's bridge driver takes none")));
+            return Err(Error::BadRequest(format!(
+                "endpoint driver option {key} is not supported: berth's bridge driver takes none"
+            )));
         }
         let addresses = config.ipam_config.unwrap_or_default();
         let request = NetworkConnect {
@@ -94,7 +96,10 @@ impl Controller {
 /// Docker's create body as berth's; what berth cannot do is refused rather than ignored.
 fn network_create(request: DockerNetworkCreate) -> Result<NetworkCreate> {
     if !matches!(request.scope.as_str(), "" | "local") {
-        return Err(Error::BadRequest(format!("network scope {:?} is not supported: berth networks are local", request.scope)));
+        return Err(Error::BadRequest(format!(
+            "network scope {:?} is not supported: berth networks are local",
+            request.scope
+        )));
     }
     if request.ingress || request.config_only || request.config_from.is_some_and(|c| !c.network.is_empty()) {
         return Err(Error::BadRequest("swarm networks (ingress, config-only, config-from) are not supported".into()));
@@ -104,7 +109,10 @@ fn network_create(request: DockerNetworkCreate) -> Result<NetworkCreate> {
     }
     let ipam = request.ipam.unwrap_or_default();
     if !matches!(ipam.driver.as_str(), "" | "default") {
-        return Err(Error::BadRequest(format!("IPAM driver {:?} is not supported: berth has only the default one", ipam.driver)));
+        return Err(Error::BadRequest(format!(
+            "IPAM driver {:?} is not supported: berth has only the default one",
+            ipam.driver
+        )));
     }
     if ipam.config.iter().any(|c| !c.auxiliary_addresses.is_empty()) {
         return Err(Error::BadRequest("auxiliary addresses are not supported".into()));
