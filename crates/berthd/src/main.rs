@@ -6,8 +6,8 @@
 mod api;
 mod controller;
 mod error;
+mod host;
 mod ids;
-mod port_holder;
 mod proxy;
 mod sandbox_files;
 

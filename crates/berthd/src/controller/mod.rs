@@ -21,7 +21,6 @@ use berth_dns::{Resolver, SandboxListener};
 use berth_drivers::BridgeDriver;
 use berth_firewall::{Dnat, Firewall, FirewallError, Ruleset};
 use berth_ipam::{default_v4_pools, default_v6_pool, AddressPool, SubnetPool};
-use berth_netlink::Netlink;
 use berth_store::Store;
 use berth_types::{EndpointRecord, NetworkRecord, SandboxRecord};
 use ipnet::IpNet;
@@ -29,6 +28,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use crate::error::{Error, Result};
+use crate::host::{Host, RootHost};
 use crate::proxy::ProxyClient;
 
 pub use dns::upstreams_of;
@@ -199,7 +199,8 @@ pub struct Controller {
     /// `--default-address-pool` for a family that has them, else Docker's IPv4 pools and a
     /// unique local /48 derived from the engine id for IPv6.
     address_pools: Vec<SubnetPool>,
-    host: Netlink,
+    /// The machine whose containers berthd networks: its namespace, ports, sysctls, conntrack.
+    host: Box<dyn Host>,
     paths: Paths,
     /// What commands changed, for `GET /events`.
     events: events::EventBus,
@@ -224,17 +225,17 @@ impl Controller {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&paths.sandboxes_dir)?;
         berth_sys::netns::prepare_netns_dir(&paths.netns_dir)?;
-        let host = Netlink::connect()?;
+        let host = RootHost::connect()?;
         let controller = Self {
             state: Mutex::new(State { kernel_dnat: !settings.userland_proxy_only, ..State::default() }),
             store,
-            bridge: BridgeDriver::new(host.clone()),
+            bridge: BridgeDriver::new(host.netlink().clone()),
             firewall: BlockingFirewall(firewall),
             proxy,
             resolver,
             dns_servers: settings.dns_servers,
             address_pools: address_pools(settings.address_pools, &engine_id(&paths.data_root)),
-            host,
+            host: Box::new(host),
             paths,
             events: events::EventBus::default(),
         };

@@ -15,11 +15,10 @@ use berth_types::{
     ProxyMapping, Sandbox, SandboxRecord,
 };
 use ipnet::IpNet;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::Socket;
 
 use super::{Controller, State};
 use crate::error::{Error, Result};
-use crate::port_holder::port_holder;
 
 /// A mapping and the sockets that reserve its host ports.
 #[derive(Debug)]
@@ -81,39 +80,6 @@ fn host_addresses(host_ip: Option<IpAddr>) -> Vec<IpAddr> {
         Some(ip) => vec![ip],
         None => vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED), IpAddr::V6(Ipv6Addr::UNSPECIFIED)],
     }
-}
-
-/// Binds (without listening) one socket on `ip:port`; a v6 wildcard binds v6 only, so the v4
-/// wildcard is reserved by its own socket.
-fn bind_port(protocol: PortProtocol, ip: IpAddr, port: u16, listen: bool) -> io::Result<Socket> {
-    let domain = if ip.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
-    let (kind, proto) = match protocol {
-        PortProtocol::Tcp => (Type::STREAM, Protocol::TCP),
-        PortProtocol::Udp => (Type::DGRAM, Protocol::UDP),
-        PortProtocol::Sctp => (Type::SEQPACKET, Protocol::from(libc::IPPROTO_SCTP)),
-    };
-    let socket = Socket::new(domain, kind.cloexec(), Some(proto))?;
-    if ip.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    socket.bind(&SocketAddr::new(ip, port).into())?;
-    if listen && protocol == PortProtocol::Tcp {
-        socket.listen(LISTEN_BACKLOG)?;
-    }
-    Ok(socket)
-}
-
-/// Backlog of published TCP sockets the userland proxy accepts on.
-const LISTEN_BACKLOG: i32 = 4096;
-
-fn ephemeral_range() -> (u16, u16) {
-    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| {
-            let mut parts = s.split_whitespace().map(|p| p.parse::<u16>().ok());
-            Some((parts.next()??, parts.next()??))
-        })
-        .unwrap_or((32768, 60999))
 }
 
 impl State {
@@ -334,7 +300,7 @@ impl Controller {
         let mut sockets = Vec::new();
         for ip in host_addresses(mapping.host_ip) {
             for port in mapping.host_ports.start..=mapping.host_ports.end {
-                match bind_port(mapping.protocol, ip, port, self.proxy.is_some()) {
+                match self.host.bind_port(mapping.protocol, ip, port, self.proxy.is_some()) {
                     Ok(socket) => {
                         let host = SocketAddr::new(ip, port);
                         sockets.push(HostSocket {
@@ -349,8 +315,11 @@ impl Controller {
                             && ip.is_ipv6()
                             && e.raw_os_error() == Some(libc::EAFNOSUPPORT) => {}
                     Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
-                        let holder =
-                            port_holder(mapping.protocol, port).map(|h| format!(" by {h}")).unwrap_or_default();
+                        let holder = self
+                            .host
+                            .port_holder(mapping.protocol, port)
+                            .map(|h| format!(" by {h}"))
+                            .unwrap_or_default();
                         return Err(Error::Conflict(format!(
                             "host port {ip}:{port}/{} is already in use{holder}",
                             mapping.protocol
@@ -380,7 +349,7 @@ impl Controller {
         pending: &[Reservation],
         spec: &PortSpec,
     ) -> Result<Reservation> {
-        let (low, high) = ephemeral_range();
+        let (low, high) = self.host.ephemeral_ports();
         let span = high.saturating_sub(low).max(1);
         for _ in 0..RANDOM_PORT_ATTEMPTS {
             let port = low + (rand::random::<u16>() % span);
@@ -409,7 +378,7 @@ impl Controller {
             }
             return Err(e.into());
         }
-        forget_udp_flows(&added);
+        self.host.forget_udp_flows(&added);
         self.serve_through_proxy(&state, &sandbox, &reservations);
         state.reservations.entry(sandbox.id.clone()).or_default().extend(reservations);
         let view = state.sandbox_view(&sandbox);
@@ -449,7 +418,7 @@ impl Controller {
             *held = kept;
             self.stop_proxying(&closing);
         }
-        forget_udp_flows(&gone);
+        self.host.forget_udp_flows(&gone);
         let view = state.sandbox_view(&sandbox);
         let before = state.sandboxes.insert(sandbox.id.clone(), sandbox.clone()).expect("the sandbox was in the state");
         self.apply_routed_ports(&state, &before, Some(&sandbox));
@@ -468,7 +437,9 @@ impl Controller {
             v4 = true;
             v6 |= network.subnet_v6().is_some();
         }
-        let set = |key: &str| berth_sys::sysctl::set_sysctl(key, "1").map_err(|e| Error::Internal(e.to_string()));
+        let set = |key: &str| {
+            self.host.set_sysctl(key, "1").map_err(|e| Error::Internal(format!("cannot set sysctl {key}: {e}")))
+        };
         if v4 {
             set("net/ipv4/ip_forward")?;
         }
@@ -547,7 +518,7 @@ impl Controller {
                         let id = proxy_id(&sandbox.id, mapping.protocol, host);
                         let socket = match from_proxy.remove(&id) {
                             Some(fd) => Socket::from(fd),
-                            None => match bind_port(mapping.protocol, ip, port, self.proxy.is_some()) {
+                            None => match self.host.bind_port(mapping.protocol, ip, port, self.proxy.is_some()) {
                                 Ok(socket) => socket,
                                 Err(e)
                                     if ip.is_ipv6()
@@ -672,43 +643,5 @@ impl State {
             "sandbox {} has no network that can publish ports (internal networks and host/none modes cannot)",
             sandbox.name
         )))
-    }
-}
-
-/// Most host ports of one UDP range whose conntrack entries are deleted one by one; a longer
-/// range is cleared through its backend address instead (on removal) or left (on add).
-const CONNTRACK_PORTS_PER_RANGE: u16 = 64;
-
-/// Deletes the conntrack entries of UDP host ports whose mapping was removed or added, so
-/// clients stop reaching the old backend (or no backend at all: datagrams that arrived while
-/// nothing was published leave an un-NATed entry that would shadow a new mapping), as Docker
-/// does with `conntrack -D`.
-pub(super) fn forget_udp_flows(dnats: &[Dnat]) {
-    for dnat in dnats.iter().filter(|d| d.protocol == PortProtocol::Udp) {
-        let family = if dnat.target.is_ipv4() { "ipv4" } else { "ipv6" };
-        let mut selectors: Vec<Vec<String>> = Vec::new();
-        if dnat.host_ports.count() <= u32::from(CONNTRACK_PORTS_PER_RANGE) {
-            for port in dnat.host_ports.start..=dnat.host_ports.end {
-                let mut selector = vec!["--orig-port-dst".to_owned(), port.to_string()];
-                if let Some(ip) = dnat.host_ip {
-                    selector.extend(["--orig-dst".to_owned(), ip.to_string()]);
-                }
-                selectors.push(selector);
-            }
-        } else {
-            selectors.push(vec!["--reply-src".to_owned(), dnat.target.to_string()]);
-        }
-        for selector in selectors {
-            let status = std::process::Command::new("conntrack")
-                .args(["-D", "-f", family, "-p", "udp"])
-                .args(&selector)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status();
-            if let Err(e) = status {
-                tracing::warn!("cannot run conntrack to forget UDP flows of {dnat}: {e}");
-                return;
-            }
-        }
     }
 }

@@ -12,7 +12,6 @@ use berth_types::{SandboxMode, SandboxRecord, DEFAULT_NETWORK};
 use ipnet::IpNet;
 
 use super::networks::default_network_record;
-use super::sandboxes::daemon_netns_path;
 use super::{Controller, State};
 use crate::sandbox_files::sandbox_files_exist;
 
@@ -74,7 +73,7 @@ impl Controller {
         let mut recreated_netns = false;
         match sandbox.mode.clone() {
             SandboxMode::Host => {
-                let current = daemon_netns_path();
+                let current = self.host.netns_path();
                 changed = sandbox.netns_path != current;
                 sandbox.netns_path = current;
             }

@@ -36,11 +36,6 @@ fn parse_ip(text: Option<&str>) -> Result<Option<IpAddr>> {
         .transpose()
 }
 
-/// The namespace berthd itself runs in; `--network host` sandboxes use it.
-pub(super) fn daemon_netns_path() -> String {
-    format!("/proc/{}/ns/net", std::process::id())
-}
-
 /// Registered processes of `sandbox` that still run in its namespace, each pinned so that a
 /// signal reaches it and never a process that got its pid later.
 pub(super) fn running_processes(sandbox: &SandboxRecord) -> Vec<(u32, PinnedProcess)> {
@@ -180,11 +175,11 @@ impl Controller {
         let mode_text = request.network_mode.as_str();
         let (mode, netns_path, network) = match (request.netns.as_deref(), mode_text) {
             (Some(path), _) => {
-                check_attachable(&state, path)?;
+                check_attachable(&state, &self.host.netns_path(), path)?;
                 let network = state.network(if mode_text.is_empty() { DEFAULT_NETWORK } else { mode_text })?.clone();
                 (SandboxMode::Attached, path.to_owned(), Some(network))
             }
-            (None, "host") => (SandboxMode::Host, daemon_netns_path(), None),
+            (None, "host") => (SandboxMode::Host, self.host.netns_path(), None),
             (None, "none") => (SandboxMode::None, self.netns_path_for(&id), None),
             (None, other) if other.starts_with("container:") => {
                 let target = state.sandbox(&other["container:".len()..])?;
@@ -246,7 +241,7 @@ impl Controller {
             self.undo_sandbox(&mut state, &draft).await;
             return Err(e);
         }
-        super::ports::forget_udp_flows(&draft.dnats);
+        self.host.forget_udp_flows(&draft.dnats);
         tracing::info!(sandbox = %draft.record.name, mode = ?draft.record.mode, "sandbox created");
         self.events.sandbox(Action::Create, &draft.record);
         self.events.endpoints(Action::Connect, &state.networks, &draft.record);
@@ -521,7 +516,7 @@ impl Controller {
             if let Err(e) = self.firewall.remove_dnats(&gone).and_then(|()| self.firewall.add_dnats(&new)) {
                 tracing::error!(sandbox = %sandbox.name, "cannot move DNAT entries: {e}");
             }
-            super::ports::forget_udp_flows(&gone);
+            self.host.forget_udp_flows(&gone);
             if let Some(held) = state.reservations.get(&sandbox.id) {
                 self.serve_through_proxy(&state, &sandbox, held);
             }
@@ -615,7 +610,7 @@ impl Controller {
                 tracing::error!("cannot re-apply the firewall ruleset: {e}");
             }
         }
-        super::ports::forget_udp_flows(&dnats);
+        self.host.forget_udp_flows(&dnats);
         for endpoint in &sandbox.endpoints {
             self.remove_endpoint(&mut state, endpoint).await;
         }
@@ -666,13 +661,13 @@ impl Controller {
 /// A namespace another runtime made may be attached; the daemon's own (what `--network host`
 /// shares), the machine's (pid 1's) and one a sandbox already has may not: berth would
 /// renumber and reroute them.
-fn check_attachable(state: &State, path: &str) -> Result<()> {
+fn check_attachable(state: &State, host_netns: &str, path: &str) -> Result<()> {
     let id_of = |path: &str| berth_sys::netns::netns_id(Path::new(path)).ok();
     if !berth_sys::netns::is_netns(Path::new(path)) {
         return Err(Error::BadRequest(format!("{path} is not a network namespace")));
     }
     let wanted = id_of(path).ok_or_else(|| Error::BadRequest(format!("cannot read network namespace {path}")))?;
-    if id_of(&daemon_netns_path()) == Some(wanted) || id_of("/proc/1/ns/net") == Some(wanted) {
+    if id_of(host_netns) == Some(wanted) || id_of("/proc/1/ns/net") == Some(wanted) {
         return Err(Error::Forbidden(format!(
             "{path} is the host's network namespace: only a sandbox's own namespace can be attached"
         )));

@@ -1,0 +1,46 @@
+//! The host: what berthd does to the machine whose containers it networks, as opposed to what
+//! it does inside sandboxes. Its namespace's links, routes and addresses (a netlink handle),
+//! the namespace file `--network host` shares, the host ports published ports hold, its sysctls
+//! and its conntrack table. The controller reaches the host only through [`Host`], so another
+//! kind of host (the rootless child namespace, whose ports a parent process binds) is another
+//! implementation beside [`root::RootHost`], not a branch in every command.
+
+mod port_holder;
+mod root;
+
+use std::fmt::Debug;
+use std::io;
+use std::net::IpAddr;
+
+use berth_firewall::Dnat;
+use berth_netlink::Netlink;
+use berth_types::PortProtocol;
+use socket2::Socket;
+
+pub use root::RootHost;
+
+pub trait Host: Debug + Send + Sync {
+    /// A netlink handle in the host's network namespace.
+    fn netlink(&self) -> &Netlink;
+
+    /// The file of the host's network namespace (what `--network host` sandboxes join).
+    fn netns_path(&self) -> String;
+
+    /// Reserves `ip:port`: a socket bound there (and listening, for TCP, when `listen`) that no
+    /// other process can take while it is held. A wildcard IPv6 address binds IPv6 only, so the
+    /// IPv4 wildcard is reserved by its own socket.
+    fn bind_port(&self, protocol: PortProtocol, ip: IpAddr, port: u16, listen: bool) -> io::Result<Socket>;
+
+    /// The range random host ports come from (`-P`, `-p CPORT`).
+    fn ephemeral_ports(&self) -> (u16, u16);
+
+    /// Who holds a host port, to name it in a conflict (`"python3" (pid 1234)`), if visible.
+    fn port_holder(&self, protocol: PortProtocol, port: u16) -> Option<String>;
+
+    /// Sets a sysctl of the host's network namespace (`net/ipv4/ip_forward`, ...).
+    fn set_sysctl(&self, key: &str, value: &str) -> io::Result<()>;
+
+    /// Forgets the conntrack entries of the UDP host ports of `dnats` (their mappings were
+    /// added or removed), so a flow's next datagram meets the mapping as it is now.
+    fn forget_udp_flows(&self, dnats: &[Dnat]);
+}
