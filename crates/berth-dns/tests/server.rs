@@ -363,7 +363,7 @@ fn forwarding_ignores_datagrams_that_do_not_answer_the_query() {
             ] {
                 socket.send_to(&decoy, client).await.expect("send a decoy");
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // The decoys reach the resolver before the real reply: one socket, in order.
             let mut reply = decode(&upstream_reply(&query, 1, false));
             reply.answers[0].ttl = 4242;
             socket.send_to(&reply.to_vec().expect("encode"), client).await.expect("send the reply");
@@ -399,7 +399,7 @@ fn forwarding_gives_up_when_no_upstream_answers() {
 #[test]
 fn too_many_forwards_get_servfail_at_once_and_local_answers_go_on() {
     in_netns("too_many_forwards_get_servfail_at_once_and_local_answers_go_on", || async {
-        let _upstream = silent_upstream(UPSTREAM).await;
+        let upstream = silent_upstream(UPSTREAM).await;
         let config = ResolverConfig {
             upstream_timeout: Duration::from_secs(3),
             max_forwards_per_sandbox: 2,
@@ -411,7 +411,11 @@ fn too_many_forwards_get_servfail_at_once_and_local_answers_go_on() {
         for id in [20, 21] {
             waiting.send_to(&query(id, REMOTE_NAME, RecordType::A), RESOLVER).await.expect("send");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Both are in flight once the upstream has them.
+        let mut buffer = [0; 512];
+        for _ in 0..2 {
+            tokio::time::timeout(PATIENCE, upstream.recv_from(&mut buffer)).await.expect("a forward").expect("recv");
+        }
 
         let started = Instant::now();
         let reply = ask_udp(&query(22, REMOTE_NAME, RecordType::A)).await;
@@ -438,15 +442,26 @@ fn too_many_tcp_connections_are_closed_at_once() {
 
         let first = tcp_client().await;
         let mut second = tcp_client().await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // An answer on the second proves the server has taken both (it accepts in order).
+        assert_eq!(
+            a_addresses(&ask_tcp(&mut second, &query(29, LOCAL_NAME, RecordType::A)).await),
+            vec![LOCAL_ADDRESS]
+        );
         let mut third = tcp_client().await;
         assert!(time_until_closed(&mut third).await < Duration::from_secs(1));
         assert_stays_open(&mut second, Duration::from_millis(200)).await;
 
+        // Once the server has seen the first close, a new connection is served again.
         drop(first);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let mut fourth = tcp_client().await;
-        assert_stays_open(&mut fourth, Duration::from_millis(200)).await;
+        let deadline = Instant::now() + PATIENCE;
+        let mut fourth = loop {
+            let mut candidate = tcp_client().await;
+            let mut buffer = [0; 64];
+            match tokio::time::timeout(Duration::from_millis(200), candidate.read(&mut buffer)).await {
+                Err(_) => break candidate,
+                Ok(_) => assert!(Instant::now() < deadline, "no connection is served after the first closed"),
+            }
+        };
         let reply = ask_tcp(&mut fourth, &query(30, LOCAL_NAME, RecordType::A)).await;
         assert_eq!(a_addresses(&reply), vec![LOCAL_ADDRESS]);
     });
