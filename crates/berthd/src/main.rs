@@ -4,12 +4,6 @@
 //! restart.
 
 mod api;
-mod controller;
-mod error;
-mod host;
-mod ids;
-mod proxy;
-mod sandbox_files;
 
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -24,7 +18,8 @@ use ipnet::IpNet;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-use controller::{Controller, DaemonSettings, DefaultNetwork, Paths};
+use berth_core::controller::{self, Controller, DaemonSettings, DefaultNetwork, Paths};
+use berth_core::proxy;
 
 #[derive(Debug, Parser)]
 #[command(name = "berthd", version, about = "berth daemon: container networking for Linux")]

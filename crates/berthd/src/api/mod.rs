@@ -22,8 +22,8 @@ use berth_types::{ErrorBody, Version};
 use serde::de::DeserializeOwned;
 use tokio::net::UnixListener;
 
-use crate::controller::Controller;
-use crate::error::Error;
+use berth_core::controller::Controller;
+use berth_core::error::Error;
 
 pub type Shared = Arc<Controller>;
 
@@ -44,12 +44,12 @@ pub fn router(controller: Shared) -> Router {
         .route("/v1/firewall/reload", post(reload_firewall))
         .merge(docker::routes())
         .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
-            Error::MethodNotAllowed(format!("method {method} is not allowed on {}", uri.path()))
+            ApiError(Error::MethodNotAllowed(format!("method {method} is not allowed on {}", uri.path())))
         })
         .fallback(|method: Method, uri: Uri, _body: axum::body::Bytes| async move {
             // The body is read first: answering before it is sent makes the client's write fail
             // with a broken pipe instead of showing this message.
-            Error::NotFound(format!("no such route: {method} {}", uri.path()))
+            ApiError(Error::NotFound(format!("no such route: {method} {}", uri.path())))
         })
         .with_state(controller);
     // Routing happens after the Docker version prefix is taken off the path.
@@ -68,14 +68,28 @@ async fn version() -> Json<Version> {
     Json(Version { version: env!("CARGO_PKG_VERSION").into(), api_version: "1".into(), pid: std::process::id() })
 }
 
-async fn reload_firewall(axum::extract::State(c): axum::extract::State<Shared>) -> Result<StatusCode, Error> {
+async fn reload_firewall(axum::extract::State(c): axum::extract::State<Shared>) -> Result<StatusCode> {
     c.reload_firewall().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-impl IntoResponse for Error {
+/// A core error as the HTTP answer it is: Docker's `{"message": ...}` with the status of its
+/// kind. (A type of this crate, since the core's error knows nothing of HTTP.)
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        Self(e)
+    }
+}
+
+/// What a handler answers.
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = match self {
+        let status = match self.0 {
             Error::BadRequest(_) => StatusCode::BAD_REQUEST,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
@@ -86,9 +100,9 @@ impl IntoResponse for Error {
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!("request failed: {self}");
+            tracing::error!("request failed: {}", self.0);
         }
-        (status, Json(ErrorBody { message: self.to_string() })).into_response()
+        (status, Json(ErrorBody { message: self.0.to_string() })).into_response()
     }
 }
 
@@ -110,13 +124,13 @@ impl Connected<IncomingStream<'_, UnixListener>> for Caller {
 pub struct Body<T>(pub T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for Body<T> {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
         Json::<T>::from_request(req, state)
             .await
             .map(|Json(v)| Body(v))
-            .map_err(|e| Error::BadRequest(format!("invalid request body: {}", e.body_text())))
+            .map_err(|e| ApiError(Error::BadRequest(format!("invalid request body: {}", e.body_text()))))
     }
 }
 
@@ -124,12 +138,12 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
 pub struct Params<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         Query::<T>::from_request_parts(parts, state).await.map(|Query(v)| Params(v)).map_err(|e| {
             let cause = std::error::Error::source(&e).map_or_else(|| e.body_text(), ToString::to_string);
-            Error::BadRequest(format!("invalid query: {cause}"))
+            ApiError(Error::BadRequest(format!("invalid query: {cause}")))
         })
     }
 }
@@ -138,12 +152,12 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Params<T> {
 pub struct Path<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
-    type Rejection = Error;
+    type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Path(v))
-            .map_err(|e| Error::BadRequest(format!("invalid path: {}", e.body_text())))
+            .map_err(|e| ApiError(Error::BadRequest(format!("invalid path: {}", e.body_text()))))
     }
 }

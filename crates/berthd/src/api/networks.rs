@@ -5,15 +5,14 @@ use axum::http::StatusCode;
 use axum::Json;
 use berth_types::{Network, NetworkConnect, NetworkCreate, NetworkDisconnect, PruneReport, Sandbox};
 
-use super::{Body, Path, Shared};
-use crate::error::Result;
+use super::{ApiError, Body, Path, Result, Shared};
 
 pub async fn list(State(c): State<Shared>) -> Json<Vec<Network>> {
     Json(c.list_networks().await)
 }
 
 pub async fn inspect(State(c): State<Shared>, Path(network): Path<String>) -> Result<Json<Network>> {
-    c.inspect_network(&network).await.map(Json)
+    c.inspect_network(&network).await.map(Json).map_err(ApiError)
 }
 
 pub async fn create(
@@ -29,7 +28,7 @@ pub async fn remove(State(c): State<Shared>, Path(network): Path<String>) -> Res
 }
 
 pub async fn prune(State(c): State<Shared>) -> Result<Json<PruneReport>> {
-    c.prune_networks().await.map(Json)
+    c.prune_networks().await.map(Json).map_err(ApiError)
 }
 
 pub async fn connect(
@@ -37,7 +36,7 @@ pub async fn connect(
     Path(network): Path<String>,
     Body(request): Body<NetworkConnect>,
 ) -> Result<Json<Sandbox>> {
-    c.connect(&network, request).await.map(Json)
+    c.connect(&network, request).await.map(Json).map_err(ApiError)
 }
 
 pub async fn disconnect(
@@ -45,5 +44,5 @@ pub async fn disconnect(
     Path(network): Path<String>,
     Body(request): Body<NetworkDisconnect>,
 ) -> Result<Json<Sandbox>> {
-    c.disconnect(&network, request).await.map(Json)
+    c.disconnect(&network, request).await.map(Json).map_err(ApiError)
 }

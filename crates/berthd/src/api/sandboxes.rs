@@ -6,15 +6,14 @@ use axum::Json;
 use berth_types::{PortsChange, ProcessRegister, Sandbox, SandboxCreate};
 use serde::Deserialize;
 
-use super::{Body, Caller, Params, Path, Shared};
-use crate::error::Result;
+use super::{ApiError, Body, Caller, Params, Path, Result, Shared};
 
 pub async fn list(State(c): State<Shared>) -> Json<Vec<Sandbox>> {
     Json(c.list_sandboxes().await)
 }
 
 pub async fn inspect(State(c): State<Shared>, Path(sandbox): Path<String>) -> Result<Json<Sandbox>> {
-    c.inspect_sandbox(&sandbox).await.map(Json)
+    c.inspect_sandbox(&sandbox).await.map(Json).map_err(ApiError)
 }
 
 pub async fn create(
@@ -35,7 +34,7 @@ pub async fn register_process(
 }
 
 pub async fn stop(State(c): State<Shared>, Path(sandbox): Path<String>) -> Result<Json<Sandbox>> {
-    c.stop_sandbox(&sandbox).await.map(Json)
+    c.stop_sandbox(&sandbox).await.map(Json).map_err(ApiError)
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,7 +57,7 @@ pub async fn publish_ports(
     Path(sandbox): Path<String>,
     Body(change): Body<PortsChange>,
 ) -> Result<Json<Sandbox>> {
-    c.publish_ports(&sandbox, change).await.map(Json)
+    c.publish_ports(&sandbox, change).await.map(Json).map_err(ApiError)
 }
 
 pub async fn unpublish_ports(
@@ -66,5 +65,5 @@ pub async fn unpublish_ports(
     Path(sandbox): Path<String>,
     Body(change): Body<PortsChange>,
 ) -> Result<Json<Sandbox>> {
-    c.unpublish_ports(&sandbox, change).await.map(Json)
+    c.unpublish_ports(&sandbox, change).await.map(Json).map_err(ApiError)
 }

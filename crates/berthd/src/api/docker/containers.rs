@@ -8,8 +8,8 @@ use berth_types::{ContainerInspect, ContainerSummary, DockerFilters};
 use serde::Deserialize;
 
 use super::{filters, flag};
-use crate::api::{Params, Path, Shared};
-use crate::error::{Error, Result};
+use crate::api::{ApiError, Params, Path, Result, Shared};
+use berth_core::error::Error;
 
 /// `size` and the like are accepted and ignored; a `limit` of 0 or less is no limit.
 #[derive(Debug, Deserialize)]
@@ -30,11 +30,11 @@ pub struct RemoveQuery {
 
 pub async fn list(State(c): State<Shared>, Params(query): Params<ListQuery>) -> Result<Json<Vec<ContainerSummary>>> {
     let limit = query.limit.and_then(|n| usize::try_from(n).ok()).filter(|n| *n > 0);
-    c.docker_containers(query.all, limit, &query.filters).await.map(Json)
+    c.docker_containers(query.all, limit, &query.filters).await.map(Json).map_err(ApiError)
 }
 
 pub async fn inspect(State(c): State<Shared>, Path(container): Path<String>) -> Result<Json<ContainerInspect>> {
-    c.docker_container(&container).await.map(Json)
+    c.docker_container(&container).await.map(Json).map_err(ApiError)
 }
 
 /// `t` and `signal` are accepted and ignored: berth's stop sends SIGTERM, then SIGKILL after
@@ -54,8 +54,8 @@ pub async fn remove(
 }
 
 /// Reads the (ignored) body before answering, so the client sees the message and not a broken pipe.
-pub async fn create(_body: axum::body::Bytes) -> Error {
-    Error::NotImplemented(
+pub async fn create(_body: axum::body::Bytes) -> ApiError {
+    ApiError(Error::NotImplemented(
         "berth does not run images: start a sandbox with `berth run -d --name NAME [--network NET] [-p PORT] -- COMMAND`, then manage it with docker".into(),
-    )
+    ))
 }

@@ -11,9 +11,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 
 use super::filters;
-use crate::api::Params;
-use crate::api::Shared;
-use crate::error::Result;
+use crate::api::{Params, Result, Shared};
 
 #[derive(Debug, Deserialize)]
 pub struct EventsQuery {

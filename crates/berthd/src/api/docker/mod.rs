@@ -20,7 +20,8 @@ use serde::de::Error as _;
 use serde::{Deserialize, Deserializer};
 
 use super::Shared;
-use crate::error::Error;
+use crate::api::ApiError;
+use berth_core::error::Error;
 
 /// Routes of swarm mode, which a Docker daemon outside a swarm answers with 503.
 const SWARM_ROUTES: [&str; 6] = ["/swarm", "/nodes", "/services", "/tasks", "/secrets", "/configs"];
@@ -61,7 +62,7 @@ pub async fn strip_api_version(mut request: Request, next: Next) -> Response {
     if let Err(e) = check_api_version(version) {
         // Read the body first, so the client gets this answer rather than a broken pipe.
         let _ = axum::body::to_bytes(request.into_body(), REFUSED_BODY_LIMIT).await;
-        return e.into_response();
+        return ApiError(e).into_response();
     }
     let path_and_query = match uri.query() {
         Some(query) => format!("{rest}?{query}"),
@@ -69,7 +70,7 @@ pub async fn strip_api_version(mut request: Request, next: Next) -> Response {
     };
     match Uri::try_from(path_and_query) {
         Ok(stripped) => *request.uri_mut() = stripped,
-        Err(e) => return Error::BadRequest(format!("invalid request path: {e}")).into_response(),
+        Err(e) => return ApiError(Error::BadRequest(format!("invalid request path: {e}"))).into_response(),
     }
     next.run(request).await
 }

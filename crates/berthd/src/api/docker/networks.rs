@@ -11,8 +11,7 @@ use berth_types::{
 use serde::Deserialize;
 
 use super::filters;
-use crate::api::{Body, Params, Path, Shared};
-use crate::error::Result;
+use crate::api::{ApiError, Body, Params, Path, Result, Shared};
 
 #[derive(Debug, Deserialize)]
 pub struct FiltersQuery {
@@ -28,7 +27,7 @@ pub struct InspectQuery {
 }
 
 pub async fn list(State(c): State<Shared>, Params(query): Params<FiltersQuery>) -> Result<Json<Vec<DockerNetwork>>> {
-    c.docker_networks(&query.filters).await.map(Json)
+    c.docker_networks(&query.filters).await.map(Json).map_err(ApiError)
 }
 
 pub async fn inspect(
@@ -36,7 +35,7 @@ pub async fn inspect(
     Path(network): Path<String>,
     Params(query): Params<InspectQuery>,
 ) -> Result<Json<DockerNetwork>> {
-    c.docker_network(&network, &query.scope).await.map(Json)
+    c.docker_network(&network, &query.scope).await.map(Json).map_err(ApiError)
 }
 
 pub async fn create(
@@ -66,5 +65,5 @@ pub async fn disconnect(
 }
 
 pub async fn prune(State(c): State<Shared>, Params(query): Params<FiltersQuery>) -> Result<Json<PruneReport>> {
-    c.docker_prune_networks(&query.filters).await.map(Json)
+    c.docker_prune_networks(&query.filters).await.map(Json).map_err(ApiError)
 }

@@ -8,8 +8,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use berth_types::{SystemInfo, SystemVersion, DOCKER_API_VERSION};
 
-use crate::api::Shared;
-use crate::error::Error;
+use crate::api::{ApiError, Shared};
+use berth_core::error::Error;
 
 /// `GET` and `HEAD /_ping`.
 pub async fn ping() -> impl IntoResponse {
@@ -37,13 +37,13 @@ pub async fn info(State(c): State<Shared>) -> Json<SystemInfo> {
 
 /// `POST /swarm/leave`: Docker's answer on a node outside any swarm (clients tolerate it when
 /// leaving with `--force`).
-pub async fn swarm_leave(_body: axum::body::Bytes) -> Error {
-    Error::Unavailable("This node is not part of a swarm".into())
+pub async fn swarm_leave(_body: axum::body::Bytes) -> ApiError {
+    ApiError(Error::Unavailable("This node is not part of a swarm".into()))
 }
 
 /// Every other swarm route (`/swarm`, `/nodes`, `/services`, `/tasks`, `/secrets`, `/configs`).
-pub async fn not_in_swarm(_body: axum::body::Bytes) -> Error {
-    Error::Unavailable(
+pub async fn not_in_swarm(_body: axum::body::Bytes) -> ApiError {
+    ApiError(Error::Unavailable(
         "This node is not a swarm manager. Use \"docker swarm init\" or \"docker swarm join\" to connect this node to swarm and try again.".into(),
-    )
+    ))
 }
