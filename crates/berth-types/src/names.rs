@@ -11,6 +11,9 @@ pub const HOST_VETH_PREFIX: &str = "bth";
 /// berth's links from anyone else's even when a user picked the bridge name.
 pub const LINK_ALIAS_MARK: &str = "berth";
 
+/// The bridge network driver's name, as networks record it (Docker's).
+pub const BRIDGE_DRIVER: &str = "bridge";
+
 /// Name of the network created on start unless `--no-default-network` is given.
 pub const DEFAULT_NETWORK: &str = "bridge";
 

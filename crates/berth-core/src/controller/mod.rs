@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use berth_dns::{Resolver, SandboxListener};
-use berth_drivers::BridgeDriver;
+use berth_drivers::Drivers;
 use berth_firewall::{Dnat, Firewall, FirewallError, Ruleset};
 use berth_ipam::{default_v4_pools, default_v6_pool, AddressPool, SubnetPool};
 use berth_store::Store;
@@ -186,7 +186,8 @@ pub struct DaemonSettings {
 pub struct Controller {
     state: Mutex<State>,
     store: Store,
-    bridge: BridgeDriver,
+    /// The network drivers, picked by each network's recorded driver name.
+    drivers: Drivers,
     firewall: BlockingFirewall,
     /// The userland proxy, unless berthd runs with `--userland-proxy=false`.
     proxy: Option<ProxyClient>,
@@ -229,7 +230,7 @@ impl Controller {
         let controller = Self {
             state: Mutex::new(State { kernel_dnat: !settings.userland_proxy_only, ..State::default() }),
             store,
-            bridge: BridgeDriver::new(host.netlink().clone()),
+            drivers: Drivers::new(host.netlink().clone()),
             firewall: BlockingFirewall(firewall),
             proxy,
             resolver,

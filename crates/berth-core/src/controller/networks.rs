@@ -184,7 +184,7 @@ impl Controller {
 
     /// Creates the network in the kernel, then commits it; undoes the kernel work if the commit fails.
     pub(super) async fn add_network(&self, state: &mut State, record: NetworkRecord) -> Result<Network> {
-        self.bridge.create_network(&record).await?;
+        self.drivers.select(&record.driver)?.create_network(&record).await?;
         let id = record.id.clone();
         state.networks.insert(id.clone(), record.clone());
         let done = self.apply_firewall(state).and_then(|()| Ok(self.store.commit(&[Change::PutNetwork(&record)])?));
@@ -193,7 +193,7 @@ impl Controller {
             if let Err(undo) = self.apply_firewall(state) {
                 tracing::error!(network = %record.name, "cannot undo firewall rules: {undo}");
             }
-            if let Err(undo) = self.bridge.delete_network(&record).await {
+            if let Err(undo) = self.drivers.select(&record.driver)?.delete_network(&record).await {
                 tracing::error!(network = %record.name, "cannot undo bridge creation: {undo}");
             }
             return Err(e);
@@ -222,9 +222,9 @@ impl Controller {
     }
 
     async fn delete_network(&self, state: &mut State, network: &NetworkRecord) -> Result<()> {
-        self.bridge.delete_network(network).await?;
+        self.drivers.select(&network.driver)?.delete_network(network).await?;
         if let Err(e) = self.store.commit(&[Change::DeleteNetwork(&network.id)]) {
-            if let Err(undo) = self.bridge.create_network(network).await {
+            if let Err(undo) = self.drivers.select(&network.driver)?.create_network(network).await {
                 tracing::error!(network = %network.name, "cannot restore the bridge after a failed commit: {undo}");
             }
             return Err(e.into());

@@ -27,7 +27,11 @@ impl Controller {
         let mut state = self.state.lock().await;
         *state = State { kernel_dnat: state.kernel_dnat, ..State::default() };
         for network in snapshot.networks {
-            if let Err(e) = self.bridge.create_network(&network).await {
+            let restored = match self.drivers.select(&network.driver) {
+                Ok(driver) => driver.create_network(&network).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = restored {
                 tracing::error!(network = %network.name, "cannot restore network: {e}");
             }
             state.networks.insert(network.id.clone(), network);
@@ -100,7 +104,15 @@ impl Controller {
             _ => {}
         }
         for (position, endpoint) in sandbox.endpoints.iter().enumerate() {
-            match self.bridge.endpoint_exists(endpoint).await {
+            let Some(network) = state.networks.get(&endpoint.network_id) else { continue };
+            let driver = match self.drivers.select(&network.driver) {
+                Ok(driver) => driver,
+                Err(e) => {
+                    tracing::error!(sandbox = %sandbox.name, network = %network.name, "cannot restore endpoint: {e}");
+                    continue;
+                }
+            };
+            match driver.endpoint_exists(endpoint).await {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(e) => {
@@ -108,8 +120,7 @@ impl Controller {
                     continue;
                 }
             }
-            let Some(network) = state.networks.get(&endpoint.network_id) else { continue };
-            match self.bridge.join(network, endpoint, Path::new(&netns), position == 0).await {
+            match driver.join(network, endpoint, Path::new(&netns), position == 0).await {
                 Ok(()) => tracing::info!(sandbox = %sandbox.name, network = %network.name, "recreated endpoint"),
                 Err(e) => {
                     tracing::error!(sandbox = %sandbox.name, network = %network.name, "cannot recreate endpoint: {e}")
@@ -167,16 +178,18 @@ impl Controller {
             .map(|n| n.bridge.as_str())
             .chain(state.sandboxes.values().flat_map(|s| s.endpoints.iter().map(|e| e.host_veth.as_str())))
             .collect();
-        match self.bridge.own_links().await {
-            Ok(links) => {
-                for link in links.iter().filter(|l| !known_links.contains(l.name.as_str())) {
-                    match self.bridge.delete_link(link).await {
-                        Ok(()) => tracing::info!(link = %link.name, "removed orphaned link"),
-                        Err(e) => tracing::error!(link = %link.name, "cannot remove orphaned link: {e}"),
+        for driver in self.drivers.all() {
+            match driver.own_links().await {
+                Ok(links) => {
+                    for link in links.iter().filter(|l| !known_links.contains(l.name.as_str())) {
+                        match driver.delete_link(link).await {
+                            Ok(()) => tracing::info!(link = %link.name, "removed orphaned link"),
+                            Err(e) => tracing::error!(link = %link.name, "cannot remove orphaned link: {e}"),
+                        }
                     }
                 }
+                Err(e) => tracing::error!(driver = driver.name(), "cannot list links: {e}"),
             }
-            Err(e) => tracing::error!("cannot list links: {e}"),
         }
         let known_ids: HashSet<&str> = state.sandboxes.keys().map(String::as_str).collect();
         for dir in [&self.paths.netns_dir, &self.paths.sandboxes_dir] {

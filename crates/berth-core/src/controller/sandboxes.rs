@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use berth_drivers::namespace::{create_sandbox_netns, delete_sandbox_netns};
+use berth_drivers::namespace::{create_sandbox_netns, delete_sandbox_netns, free_interface_name};
 use berth_store::Change;
 use berth_sys::process_identity::{descends_from, proc_stat, PinnedProcess};
 use berth_types::{
@@ -350,7 +350,7 @@ impl Controller {
         let interface = if sandbox.endpoints.is_empty() && sandbox.owns_netns() {
             "eth0".to_owned()
         } else {
-            self.bridge.free_interface_name(&netns).await?
+            free_interface_name(&netns).await?
         };
         let pools = state.pools.get_mut(&network.id).expect("every network has pools");
         let mut endpoint = EndpointRecord {
@@ -414,12 +414,12 @@ impl Controller {
                 .unwrap_or_default(),
         };
         let default_route = sandbox.endpoints.is_empty();
-        if let Err(e) = self.bridge.join(network, &endpoint, &netns, default_route).await {
+        if let Err(e) = self.drivers.select(&network.driver)?.join(network, &endpoint, &netns, default_route).await {
             release_all(state.pools.get_mut(&network.id).expect("pools exist"), &endpoint);
             return Err(e.into());
         }
         if endpoint.mac.is_empty() {
-            endpoint.mac = self.bridge.peer_mac(&endpoint, &netns).await.unwrap_or_default();
+            endpoint.mac = self.drivers.select(&network.driver)?.peer_mac(&endpoint, &netns).await.unwrap_or_default();
         }
         Ok(endpoint)
     }
@@ -427,7 +427,15 @@ impl Controller {
     /// Removes an endpoint's veth pair and frees its addresses; failures are logged, since what
     /// is left carries berth's mark and the next reconcile removes it.
     async fn remove_endpoint(&self, state: &mut State, endpoint: &EndpointRecord) {
-        if let Err(e) = self.bridge.leave(endpoint).await {
+        let left = match state.networks.get(&endpoint.network_id) {
+            Some(network) => match self.drivers.select(&network.driver) {
+                Ok(driver) => driver.leave(endpoint).await,
+                Err(e) => Err(e),
+            },
+            // Cannot happen (a network with endpoints is not removed); reconcile would clean up.
+            None => Ok(()),
+        };
+        if let Err(e) = left {
             tracing::error!(endpoint = %endpoint.host_veth, "cannot remove endpoint: {e}");
         }
         if let Some(pools) = state.pools.get_mut(&endpoint.network_id) {

@@ -8,10 +8,10 @@ use std::fs::File;
 use std::path::Path;
 
 use berth_netlink::{parse_mac, Link, Netlink, VethPeer, VethSettings};
-use berth_types::{EndpointRecord, NetworkRecord, HOST_VETH_PREFIX, LINK_ALIAS_MARK};
+use berth_types::{EndpointRecord, NetworkRecord, BRIDGE_DRIVER, HOST_VETH_PREFIX, LINK_ALIAS_MARK};
 use ipnet::IpNet;
 
-use crate::DriverError;
+use crate::{DriverError, DriverFuture, NetworkDriver};
 
 /// Kernel work of bridge networks, through a netlink handle of the daemon's namespace.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ impl BridgeDriver {
     /// Makes the network's bridge exist, up, with its gateway addresses. A bridge berth made
     /// before (same name, berth's mark) is adopted, so this also repairs on reconcile; a link of
     /// that name that berth did not make is refused.
-    pub async fn create_network(&self, network: &NetworkRecord) -> Result<(), DriverError> {
+    async fn create_network(&self, network: &NetworkRecord) -> Result<(), DriverError> {
         let options = network.bridge_options();
         let (index, created) = match self.host.link_by_name(&network.bridge).await? {
             Some(link) if is_berth_link(&link) && link.kind.as_deref() == Some("bridge") => (link.index, false),
@@ -65,13 +65,8 @@ impl BridgeDriver {
         Ok(())
     }
 
-    /// Whether the network's bridge is present and berth's.
-    pub async fn network_exists(&self, network: &NetworkRecord) -> Result<bool, DriverError> {
-        Ok(self.host.link_by_name(&network.bridge).await?.is_some_and(|l| is_berth_link(&l)))
-    }
-
     /// Deletes the network's bridge (gone already is fine).
-    pub async fn delete_network(&self, network: &NetworkRecord) -> Result<(), DriverError> {
+    async fn delete_network(&self, network: &NetworkRecord) -> Result<(), DriverError> {
         self.delete_own_link(&network.bridge).await
     }
 
@@ -82,17 +77,10 @@ impl BridgeDriver {
         }
     }
 
-    /// Picks the first `ethN` that is not a link inside the namespace at `netns` yet.
-    pub async fn free_interface_name(&self, netns: &Path) -> Result<String, DriverError> {
-        let inside = Netlink::connect_in_netns(netns)?;
-        let taken: Vec<String> = inside.links().await?.into_iter().map(|l| l.name).collect();
-        Ok((0..).map(|n| format!("eth{n}")).find(|name| !taken.contains(name)).expect("some ethN is free"))
-    }
-
     /// Connects the sandbox whose namespace is `netns` to `network` as `endpoint` describes:
     /// veth pair, addresses, MAC, and (when `default_route`) the default routes via the
     /// gateways. On failure the veth pair is removed again.
-    pub async fn join(
+    async fn join(
         &self,
         network: &NetworkRecord,
         endpoint: &EndpointRecord,
@@ -159,28 +147,72 @@ impl BridgeDriver {
     }
 
     /// The MAC the kernel gave the endpoint's interface (for endpoints without IPv4).
-    pub async fn peer_mac(&self, endpoint: &EndpointRecord, netns: &Path) -> Result<String, DriverError> {
+    async fn peer_mac(&self, endpoint: &EndpointRecord, netns: &Path) -> Result<String, DriverError> {
         let inside = Netlink::connect_in_netns(netns)?;
         Ok(inside.link_by_name(&endpoint.interface).await?.and_then(|l| l.mac).unwrap_or_default())
     }
 
     /// Whether the endpoint's host veth is present.
-    pub async fn endpoint_exists(&self, endpoint: &EndpointRecord) -> Result<bool, DriverError> {
+    async fn endpoint_exists(&self, endpoint: &EndpointRecord) -> Result<bool, DriverError> {
         Ok(self.host.link_by_name(&endpoint.host_veth).await?.is_some())
     }
 
     /// Removes the endpoint's veth pair; the peer inside the sandbox goes with it.
-    pub async fn leave(&self, endpoint: &EndpointRecord) -> Result<(), DriverError> {
+    async fn leave(&self, endpoint: &EndpointRecord) -> Result<(), DriverError> {
         self.delete_own_link(&endpoint.host_veth).await
     }
 
     /// Links in the daemon's namespace that carry berth's mark.
-    pub async fn own_links(&self) -> Result<Vec<Link>, DriverError> {
+    async fn own_links(&self) -> Result<Vec<Link>, DriverError> {
         Ok(self.host.links().await?.into_iter().filter(is_berth_link).collect())
     }
 
     /// Deletes a link found by [`Self::own_links`].
-    pub async fn delete_link(&self, link: &Link) -> Result<(), DriverError> {
+    async fn delete_link(&self, link: &Link) -> Result<(), DriverError> {
         Ok(self.host.delete_link(link.index).await?)
+    }
+}
+
+impl NetworkDriver for BridgeDriver {
+    fn name(&self) -> &'static str {
+        BRIDGE_DRIVER
+    }
+
+    fn create_network<'a>(&'a self, network: &'a NetworkRecord) -> DriverFuture<'a, ()> {
+        Box::pin(BridgeDriver::create_network(self, network))
+    }
+
+    fn delete_network<'a>(&'a self, network: &'a NetworkRecord) -> DriverFuture<'a, ()> {
+        Box::pin(BridgeDriver::delete_network(self, network))
+    }
+
+    fn join<'a>(
+        &'a self,
+        network: &'a NetworkRecord,
+        endpoint: &'a EndpointRecord,
+        netns: &'a Path,
+        default_route: bool,
+    ) -> DriverFuture<'a, ()> {
+        Box::pin(BridgeDriver::join(self, network, endpoint, netns, default_route))
+    }
+
+    fn peer_mac<'a>(&'a self, endpoint: &'a EndpointRecord, netns: &'a Path) -> DriverFuture<'a, String> {
+        Box::pin(BridgeDriver::peer_mac(self, endpoint, netns))
+    }
+
+    fn endpoint_exists<'a>(&'a self, endpoint: &'a EndpointRecord) -> DriverFuture<'a, bool> {
+        Box::pin(BridgeDriver::endpoint_exists(self, endpoint))
+    }
+
+    fn leave<'a>(&'a self, endpoint: &'a EndpointRecord) -> DriverFuture<'a, ()> {
+        Box::pin(BridgeDriver::leave(self, endpoint))
+    }
+
+    fn own_links(&self) -> DriverFuture<'_, Vec<Link>> {
+        Box::pin(BridgeDriver::own_links(self))
+    }
+
+    fn delete_link<'a>(&'a self, link: &'a Link) -> DriverFuture<'a, ()> {
+        Box::pin(BridgeDriver::delete_link(self, link))
     }
 }
