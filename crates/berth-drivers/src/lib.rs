@@ -67,7 +67,12 @@ pub struct Drivers {
 impl Drivers {
     /// The drivers of a host whose namespace `host` is a netlink handle of.
     pub fn new(host: Netlink) -> Self {
-        Self { drivers: vec![Box::new(BridgeDriver::new(host))] }
+        Self::with(vec![Box::new(BridgeDriver::new(host))])
+    }
+
+    /// These drivers (a test's fakes, say).
+    pub fn with(drivers: Vec<Box<dyn NetworkDriver>>) -> Self {
+        Self { drivers }
     }
 
     /// The driver of networks recorded with `name`.

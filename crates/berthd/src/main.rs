@@ -18,7 +18,7 @@ use ipnet::IpNet;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 
-use berth_core::controller::{self, Controller, DaemonSettings, DefaultNetwork, Paths};
+use berth_core::controller::{self, Backends, Controller, DaemonSettings, DefaultNetwork, Paths};
 use berth_core::proxy;
 
 #[derive(Debug, Parser)]
@@ -139,11 +139,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         resolver.set_upstreams(controller::upstreams_of(&args.dns));
         None
     };
+    let paths = Paths::new(&args.data_root, &args.exec_root);
+    berth_sys::netns::prepare_netns_dir(&paths.netns_dir)?;
     let controller = Arc::new(
         Controller::start(
             store,
-            Paths::new(&args.data_root, &args.exec_root),
-            firewall,
+            paths,
+            Backends::root(firewall)?,
             proxy,
             resolver,
             default_network,

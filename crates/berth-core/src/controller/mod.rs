@@ -10,6 +10,8 @@ mod networks;
 mod ports;
 mod reconcile;
 mod sandboxes;
+#[cfg(test)]
+mod tests;
 mod views;
 
 use std::collections::{BTreeMap, HashMap};
@@ -215,33 +217,50 @@ impl std::fmt::Debug for Controller {
 
 impl Controller {
     /// Loads the store, reconciles the kernel with it and makes sure the default network exists.
+    /// `paths.netns_dir` must be ready for pinned namespaces (berth_sys::netns::prepare_netns_dir).
     pub async fn start(
         store: Store,
         paths: Paths,
-        firewall: Box<dyn Firewall>,
+        backends: Backends,
         proxy: Option<ProxyClient>,
         resolver: Arc<Resolver>,
         default_network: Option<DefaultNetwork>,
         settings: DaemonSettings,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&paths.sandboxes_dir)?;
-        berth_sys::netns::prepare_netns_dir(&paths.netns_dir)?;
-        let host = RootHost::connect()?;
         let controller = Self {
             state: Mutex::new(State { kernel_dnat: !settings.userland_proxy_only, ..State::default() }),
             store,
-            drivers: Drivers::new(host.netlink().clone()),
-            firewall: BlockingFirewall(firewall),
+            drivers: backends.drivers,
+            firewall: BlockingFirewall(backends.firewall),
             proxy,
             resolver,
             dns_servers: settings.dns_servers,
             address_pools: address_pools(settings.address_pools, &engine_id(&paths.data_root)),
-            host: Box::new(host),
+            host: backends.host,
             paths,
             events: events::EventBus::default(),
         };
         controller.reconcile(default_network).await?;
         Ok(controller)
+    }
+}
+
+/// What the controller acts on besides its store and the userland proxy: the host, the network
+/// drivers and the firewall. berthd passes the real ones; the core's unit tests pass fakes.
+#[derive(Debug)]
+pub struct Backends {
+    pub host: Box<dyn Host>,
+    pub drivers: Drivers,
+    pub firewall: Box<dyn Firewall>,
+}
+
+impl Backends {
+    /// The root host (berthd's own namespace), its drivers, and `firewall`.
+    pub fn root(firewall: Box<dyn Firewall>) -> anyhow::Result<Self> {
+        let host = RootHost::connect()?;
+        let drivers = Drivers::new(host.netlink().clone());
+        Ok(Self { host: Box::new(host), drivers, firewall })
     }
 }
 

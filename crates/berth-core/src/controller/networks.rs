@@ -175,8 +175,7 @@ impl Controller {
     /// host's routes and addresses.
     async fn free_default_subnet(&self, state: &State, v6: bool) -> Result<IpNet> {
         let mut taken: Vec<IpNet> = state.subnets().map(|(_, s)| s).collect();
-        taken.extend(self.host.netlink().route_destinations().await?.into_iter().filter(|r| r.prefix_len() > 0));
-        taken.extend(self.host.netlink().addresses().await?.into_iter().map(|(_, a)| a.trunc()));
+        taken.extend(self.host.taken_prefixes().await?);
         let pools: Vec<SubnetPool> =
             self.address_pools.iter().filter(|p| p.base().addr().is_ipv6() == v6).copied().collect();
         Ok(next_free_subnet(&pools, &taken)?)

@@ -12,16 +12,23 @@ use std::fmt::Debug;
 use std::io;
 use std::net::IpAddr;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use berth_firewall::Dnat;
-use berth_netlink::Netlink;
 use berth_types::PortProtocol;
+use ipnet::IpNet;
 use socket2::Socket;
 
 pub use root::RootHost;
 
+/// What [`Host::taken_prefixes`] returns.
+pub type PrefixesFuture<'a> = Pin<Box<dyn Future<Output = io::Result<Vec<IpNet>>> + Send + 'a>>;
+
 pub trait Host: Debug + Send + Sync {
-    /// A netlink handle in the host's network namespace.
-    fn netlink(&self) -> &Netlink;
+    /// The prefixes the host's routes (but its default routes) and addresses cover: a subnet
+    /// berth picks for a network must overlap none of them.
+    fn taken_prefixes(&self) -> PrefixesFuture<'_>;
 
     /// The file of the host's network namespace (what `--network host` sandboxes join).
     fn netns_path(&self) -> String;

@@ -10,7 +10,7 @@ use berth_netlink::Netlink;
 use berth_types::PortProtocol;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{port_holder, Host};
+use super::{port_holder, Host, PrefixesFuture};
 
 /// Backlog of published TCP sockets the userland proxy accepts on.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -29,11 +29,24 @@ impl RootHost {
     pub fn connect() -> anyhow::Result<Self> {
         Ok(Self { netlink: Netlink::connect()? })
     }
+
+    /// A netlink handle in the host's namespace (for the network drivers).
+    pub fn netlink(&self) -> &Netlink {
+        &self.netlink
+    }
 }
 
 impl Host for RootHost {
-    fn netlink(&self) -> &Netlink {
-        &self.netlink
+    fn taken_prefixes(&self) -> PrefixesFuture<'_> {
+        Box::pin(async move {
+            let routes = self.netlink.route_destinations().await.map_err(io::Error::other)?;
+            let addresses = self.netlink.addresses().await.map_err(io::Error::other)?;
+            Ok(routes
+                .into_iter()
+                .filter(|r| r.prefix_len() > 0)
+                .chain(addresses.into_iter().map(|(_, a)| a.trunc()))
+                .collect())
+        })
     }
 
     fn netns_path(&self) -> String {
