@@ -146,7 +146,11 @@ mod tests {
         let pinned = PinnedProcess::open(pid, start).expect("the process as registered");
         // Unreaped, it is a zombie: no longer a process to signal or count as running.
         pinned.signal(Signal::SIGKILL).unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !proc_stat(pid).unwrap().finished {
+            assert!(std::time::Instant::now() < deadline, "the killed child never became a zombie");
+            std::thread::yield_now();
+        }
         assert!(PinnedProcess::open(pid, start).is_none(), "a zombie is not running");
         child.wait().unwrap();
         assert!(PinnedProcess::open(pid, start).is_none(), "a reaped pid names nothing");

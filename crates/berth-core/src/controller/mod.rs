@@ -275,11 +275,12 @@ pub(crate) fn engine_id(data_root: &Path) -> String {
 /// 40 bits (so it is the same on every start of this daemon).
 fn address_pools(configured: Vec<SubnetPool>, engine_id: &str) -> Vec<SubnetPool> {
     let has = |v6: bool| configured.iter().any(|p| p.base().addr().is_ipv6() == v6);
-    let mut pools = configured.clone();
-    if !has(false) {
+    let (has_v4, has_v6) = (has(false), has(true));
+    let mut pools = configured;
+    if !has_v4 {
         pools.extend(default_v4_pools());
     }
-    if !has(true) {
+    if !has_v6 {
         let mut global_id = [0u8; 5];
         hex::decode_to_slice(&engine_id[..10], &mut global_id).expect("the engine id is hex");
         pools.push(default_v6_pool(global_id));

@@ -118,7 +118,6 @@ impl Controller {
         if has_v6 && !request.enable_ipv6 {
             return Err(Error::BadRequest("an IPv6 subnet needs IPv6 enabled on the network (--ipv6)".into()));
         }
-
         for wanted in &requested {
             if let Some((other, subnet)) = state.subnets().find(|(_, s)| overlaps(s, &wanted.subnet)) {
                 return Err(Error::Conflict(format!(

@@ -114,15 +114,13 @@ impl State {
         mappings
             .iter()
             .flat_map(|m| {
-                targets.iter().filter(move |t| m.host_ip.is_none_or(|h| h.is_ipv4() == t.is_ipv4())).map(
-                    move |target| Dnat {
-                        protocol: m.protocol,
-                        host_ip: m.host_ip,
-                        host_ports: m.host_ports,
-                        target: *target,
-                        target_ports: m.container_ports,
-                    },
-                )
+                targets.iter().filter(|t| leads_to(m, **t)).map(move |target| Dnat {
+                    protocol: m.protocol,
+                    host_ip: m.host_ip,
+                    host_ports: m.host_ports,
+                    target: *target,
+                    target_ports: m.container_ports,
+                })
             })
             .collect()
     }
@@ -135,27 +133,30 @@ impl State {
         sandbox.endpoints.iter().find_map(|e| Some((self.networks.get(&e.network_id).filter(|n| !n.internal)?, e)))
     }
 
-    /// The sandbox's published container ports that its network routes straight to it (gateway
-    /// mode `routed` for the address's family), one per port.
-    fn routed_ports(&self, sandbox: &SandboxRecord) -> Vec<RoutedPort> {
+    /// The sandbox's addresses that its publishing network routes straight to it (gateway mode
+    /// `routed` for the address's family).
+    fn routed_addresses(&self, sandbox: &SandboxRecord) -> Vec<IpAddr> {
         let Some((network, endpoint)) = self.publishing_endpoint(sandbox) else { return Vec::new() };
         let options = network.bridge_options();
-        let targets: Vec<IpAddr> = super::endpoint_addresses(endpoint)
+        super::endpoint_addresses(endpoint)
             .filter(|a| options.gateway_mode(a.is_ipv6()) == GatewayMode::Routed)
-            .collect();
+            .collect()
+    }
+
+    /// The sandbox's published container ports at its routed addresses, one per port.
+    fn routed_ports(&self, sandbox: &SandboxRecord) -> Vec<RoutedPort> {
+        let addresses = self.routed_addresses(sandbox);
         sandbox
             .ports
             .iter()
             .flat_map(|m| {
-                targets.iter().filter(move |t| m.host_ip.is_none_or(|h| h.is_ipv4() == t.is_ipv4())).flat_map(
-                    move |address| {
-                        (m.container_ports.start..=m.container_ports.end).map(move |port| RoutedPort {
-                            protocol: m.protocol,
-                            address: *address,
-                            port,
-                        })
-                    },
-                )
+                addresses.iter().filter(|a| leads_to(m, **a)).flat_map(move |address| {
+                    (m.container_ports.start..=m.container_ports.end).map(move |port| RoutedPort {
+                        protocol: m.protocol,
+                        address: *address,
+                        port,
+                    })
+                })
             })
             .collect()
     }
@@ -163,7 +164,8 @@ impl State {
     /// Whether the sandbox has published ports on a routed network: they live in the whole
     /// ruleset only, so changing them means applying it again.
     pub(super) fn has_routed_ports(&self, sandbox: &SandboxRecord) -> bool {
-        !self.routed_ports(sandbox).is_empty()
+        let addresses = self.routed_addresses(sandbox);
+        sandbox.ports.iter().any(|m| addresses.iter().any(|a| leads_to(m, *a)))
     }
 
     /// berth's firewall ruleset as the records describe it (the daemon's settings are added by
@@ -194,6 +196,12 @@ impl State {
             routed_ports: self.sandboxes.values().flat_map(|s| self.routed_ports(s)).collect(),
         }
     }
+}
+
+/// Whether a mapping leads to `target`: a mapping on a host address serves that address's
+/// family only, one on every address both.
+fn leads_to(mapping: &PortMapping, target: IpAddr) -> bool {
+    mapping.host_ip.is_none_or(|h| h.is_ipv4() == target.is_ipv4())
 }
 
 /// A spec's mapping once its host ports are known.

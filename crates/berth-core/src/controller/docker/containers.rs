@@ -11,7 +11,7 @@ use berth_types::{
     SummaryNetworkSettings, DEFAULT_NETWORK, SANDBOX_IMAGE,
 };
 
-use super::filters::{any_matches, check_keys, labels_match, name_matches};
+use super::filters::{any_matches, check_keys, labels_match, NameFilter};
 use crate::controller::{Controller, State};
 use crate::error::{Error, Result};
 use crate::ids;
@@ -37,12 +37,13 @@ impl Controller {
             return Err(Error::BadRequest(format!("invalid filter 'status={status}'")));
         }
         let all = all || limit.is_some() || !filters.get("status").is_empty();
+        let names = NameFilter::new(filters.get("name"));
         let state = self.state.lock().await;
         let mut listed: Vec<Container> = state
             .sandboxes
             .values()
             .map(|s| Container::new(&state, s))
-            .filter(|c| (all || c.status == "running") && c.matches(filters))
+            .filter(|c| (all || c.status == "running") && c.matches(filters, &names))
             .collect();
         listed.sort_by(|a, b| b.view.created.cmp(&a.view.created));
         listed.truncate(limit.unwrap_or(usize::MAX));
@@ -86,12 +87,10 @@ impl Container {
         Self { view, status, pid, command }
     }
 
-    fn matches(&self, filters: &DockerFilters) -> bool {
+    fn matches(&self, filters: &DockerFilters, names: &NameFilter) -> bool {
         let networks = &self.view.network_settings.networks;
         any_matches(filters.get("id"), |v| self.view.id.starts_with(v))
-            && any_matches(filters.get("name"), |v| {
-                name_matches(v, &self.view.name) || name_matches(v, &format!("/{}", self.view.name))
-            })
+            && names.matches(&[&self.view.name, &format!("/{}", self.view.name)])
             && any_matches(filters.get("network"), |v| networks.iter().any(|(name, e)| v == name || v == e.network_id))
             && any_matches(filters.get("status"), |v| v == self.status)
             && labels_match(filters.get("label"), &BTreeMap::new())

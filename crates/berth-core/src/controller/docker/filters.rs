@@ -22,11 +22,23 @@ pub(super) fn any_matches(values: &[String], matches: impl Fn(&str) -> bool) -> 
     values.is_empty() || values.iter().any(|v| matches(v))
 }
 
-/// Docker's name filter: the value is a regular expression searched for in the name (so a
-/// plain word matches as a substring, `^n1$` only `n1`); one that does not compile matches only
-/// the name it equals, as in Docker.
-pub(super) fn name_matches(pattern: &str, name: &str) -> bool {
-    pattern == name || regex::Regex::new(pattern).is_ok_and(|re| re.is_match(name))
+/// Docker's name filter, each value compiled once per request: a regular expression searched
+/// for in the name (so a plain word matches as a substring, `^n1$` only `n1`); a value that does
+/// not compile matches only the name it equals, as in Docker. No values let every name through.
+pub(super) struct NameFilter(Vec<(String, Option<regex::Regex>)>);
+
+impl NameFilter {
+    pub(super) fn new(values: &[String]) -> Self {
+        Self(values.iter().map(|v| (v.clone(), regex::Regex::new(v).ok())).collect())
+    }
+
+    /// Whether a value matches any of `names` (a container is matched as `web` and `/web`).
+    pub(super) fn matches(&self, names: &[&str]) -> bool {
+        self.0.is_empty()
+            || self.0.iter().any(|(value, re)| {
+                names.iter().any(|name| value == name || re.as_ref().is_some_and(|re| re.is_match(name)))
+            })
+    }
 }
 
 /// Whether `labels` have every `key` or `key=value` of `values` (Docker's label filter).
@@ -102,12 +114,14 @@ mod tests {
 
     #[test]
     fn names_match_as_regular_expressions() {
+        let name_matches = |pattern: &str, name: &str| NameFilter::new(&[pattern.to_owned()]).matches(&[name]);
         assert!(name_matches("^n1$", "n1"));
         assert!(!name_matches("^n1$", "n10"));
         assert!(name_matches("n1", "my-n10"));
         assert!(name_matches("^web-[0-9]+$", "web-42"));
         assert!(name_matches("a(b", "a(b"), "an invalid expression still matches the name it equals");
         assert!(!name_matches("a(b", "xa(bx"));
+        assert!(NameFilter::new(&[]).matches(&["anything"]), "no values, no filter");
     }
 
     const S: i64 = 1_000_000_000;

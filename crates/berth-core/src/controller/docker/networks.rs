@@ -7,7 +7,7 @@ use berth_types::{
     NetworkCreateResponse, NetworkRecord, PruneReport, DEFAULT_NETWORK,
 };
 
-use super::filters::{any_matches, boolean, check_keys, labels_match, name_matches, timestamp_nanos};
+use super::filters::{any_matches, boolean, check_keys, labels_match, timestamp_nanos, NameFilter};
 use crate::controller::Controller;
 use crate::error::{Error, Result};
 use crate::ids;
@@ -21,6 +21,7 @@ impl Controller {
         if let Some(kind) = filters.get("type").iter().find(|t| !matches!(t.as_str(), "builtin" | "custom")) {
             return Err(Error::BadRequest(format!("invalid filter 'type={kind}': use builtin or custom")));
         }
+        let names = NameFilter::new(filters.get("name"));
         let dangling = boolean(filters, "dangling")?;
         let state = self.state.lock().await;
         let listed = state
@@ -28,7 +29,7 @@ impl Controller {
             .values()
             .filter(|n| {
                 let builtin = n.name == DEFAULT_NETWORK;
-                any_matches(filters.get("name"), |v| name_matches(v, &n.name))
+                names.matches(&[&n.name])
                     && any_matches(filters.get("id"), |v| n.id.starts_with(v))
                     && any_matches(filters.get("driver"), |v| v == n.driver)
                     && any_matches(filters.get("scope"), |v| v == "local")
