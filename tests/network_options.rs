@@ -165,6 +165,13 @@ fn without_masquerade_or_routed_sandboxes_reach_the_lan_with_their_own_address()
     assert!(peer_probe(&peer, &routed_ip, 80).starts_with("FAILED"), "an unpublished routed port still answers");
     host.berth_ok(&["port", "add", "web-routed", "8301:80"]);
     assert_eq!(peer.python_ok(&py::tcp_client(&routed_ip, 80, "again")), format!("{PEER_LAN_IP}|again"));
+    // Two mappings of one container port: the direct path stays until the last one goes.
+    host.berth_ok(&["port", "add", "web-routed", "8303:80"]);
+    host.berth_ok(&["port", "rm", "web-routed", "8301:80"]);
+    assert_eq!(peer.python_ok(&py::tcp_client(&routed_ip, 80, "shared")), format!("{PEER_LAN_IP}|shared"));
+    host.berth_ok(&["port", "rm", "web-routed", "8303:80"]);
+    assert!(peer_probe(&peer, &routed_ip, 80).starts_with("FAILED"), "the last mapping's removal left it open");
+    host.berth_ok(&["port", "add", "web-routed", "8301:80"]);
     host.berth_ok(&["rm", "-f", "web-routed"]);
     let table = host.sh_ok("nft list set inet berth routed_ports4");
     assert!(!table.contains(&routed_ip), "a removed sandbox's routed port is left: {table}");

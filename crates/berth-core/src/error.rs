@@ -55,7 +55,7 @@ macro_rules! internal_from {
 
 internal_from!(
     berth_store::StoreError,
-    crate::proxy::ProxyError,
+    crate::ports::ProxyError,
     berth_netlink::NetlinkError,
     berth_sys::netns::NetnsError,
     berth_firewall::FirewallError,
@@ -76,6 +76,9 @@ impl From<berth_drivers::DriverError> for Error {
     fn from(e: berth_drivers::DriverError) -> Self {
         match e {
             berth_drivers::DriverError::Conflict(_) => Error::Conflict(e.to_string()),
+            berth_drivers::DriverError::BadRequest(_) | berth_drivers::DriverError::UnknownDriver(_) => {
+                Error::BadRequest(e.to_string())
+            }
             _ => Error::Internal(error_chain(&e)),
         }
     }

@@ -10,11 +10,6 @@ pub fn new_id() -> String {
     hex::encode(bytes)
 }
 
-/// The name of a host veth for an endpoint: `bth` + 8 hex characters of its id (fits IFNAMSIZ).
-pub fn host_veth_name(endpoint_id: &str) -> String {
-    format!("{}{}", berth_types::HOST_VETH_PREFIX, &endpoint_id[..8])
-}
-
 const ADJECTIVES: &[&str] = &[
     "brave", "calm", "eager", "fond", "gentle", "happy", "jolly", "keen", "lucid", "merry", "nimble", "proud", "quiet",
     "sharp", "steady", "swift", "tidy", "vivid", "witty", "zesty",

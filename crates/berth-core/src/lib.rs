@@ -5,7 +5,8 @@
 
 pub mod controller;
 pub mod error;
+mod firewall;
 pub mod host;
 mod ids;
-pub mod proxy;
+pub mod ports;
 mod sandbox_files;

@@ -92,8 +92,7 @@ pub struct Ruleset {
     /// Off: 127.0.0.0/8 is never DNATed and the userland proxy serves loopback. `::1` is never
     /// DNATed either way (the kernel cannot route it out of a bridge).
     pub loopback_dnat: bool,
-    /// Container ports open straight from outside (routed networks), applied with the whole
-    /// ruleset only: the caller re-applies it when they change.
+    /// Container ports open straight from outside (routed networks).
     pub routed_ports: Vec<RoutedPort>,
 }
 
@@ -133,6 +132,10 @@ pub trait Firewall: Send + Sync + fmt::Debug {
     /// Removes DNAT entries in one atomic batch. Fails, removing none, when one does not exist:
     /// callers remove only what they added.
     fn remove_dnats(&self, dnats: &[Dnat]) -> Result<(), FirewallError>;
+    /// Opens routed ports in one atomic batch (set elements, like DNAT entries).
+    fn add_routed_ports(&self, ports: &[RoutedPort]) -> Result<(), FirewallError>;
+    /// Closes routed ports in one atomic batch. Fails, closing none, when one is not open.
+    fn remove_routed_ports(&self, ports: &[RoutedPort]) -> Result<(), FirewallError>;
     /// Whether the kernel still holds what `ruleset` describes: the table, every chain with the
     /// expected number of berth's rules, every set and map with exactly the expected elements.
     fn matches(&self, ruleset: &Ruleset) -> Result<bool, FirewallError>;

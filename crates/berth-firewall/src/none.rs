@@ -1,7 +1,7 @@
 //! The firewall that does nothing, for hosts where the user manages NAT and filtering: every
 //! call succeeds and nothing in the kernel is read or changed.
 
-use crate::{Dnat, Firewall, FirewallError, Ruleset};
+use crate::{Dnat, Firewall, FirewallError, RoutedPort, Ruleset};
 
 /// Does nothing; [`Firewall::matches`] is always true so nothing is ever re-applied.
 #[derive(Debug, Clone, Copy, Default)]
@@ -17,6 +17,14 @@ impl Firewall for NoFirewall {
     }
 
     fn remove_dnats(&self, _dnats: &[Dnat]) -> Result<(), FirewallError> {
+        Ok(())
+    }
+
+    fn add_routed_ports(&self, _ports: &[RoutedPort]) -> Result<(), FirewallError> {
+        Ok(())
+    }
+
+    fn remove_routed_ports(&self, _ports: &[RoutedPort]) -> Result<(), FirewallError> {
         Ok(())
     }
 

@@ -149,6 +149,19 @@ fn routed_networks_open_their_published_ports_and_skip_masquerade() {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }
         assert!(!text.contains("ip6 saddr fd00:18::/64 oifname != \"br-web\" masquerade"), "{text}");
+
+        // Opened and closed one at a time, as publishing and unpublishing do.
+        let extra = RoutedPort { protocol: PortProtocol::Sctp, address: "172.18.0.4".parse().unwrap(), port: 7000 };
+        firewall.add_routed_ports(&[extra]).unwrap();
+        ruleset.routed_ports.push(extra);
+        assert!(firewall.matches(&ruleset).unwrap(), "an opened port is an element of the set");
+        assert_eq!(counts().1["routed_ports4"], 2);
+        let missing = RoutedPort { port: 7001, ..extra };
+        assert!(firewall.remove_routed_ports(&[extra, missing]).is_err(), "closing a port not open fails");
+        assert_eq!(counts().1["routed_ports4"], 2, "and closes none");
+        firewall.remove_routed_ports(&[extra]).unwrap();
+        ruleset.routed_ports.pop();
+        assert!(firewall.matches(&ruleset).unwrap(), "a closed port is gone from the set");
     });
 }
 

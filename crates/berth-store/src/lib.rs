@@ -48,6 +48,9 @@ pub struct Snapshot {
 #[derive(Debug)]
 pub struct Store {
     db: Database,
+    /// With the `fault-injection` feature (for other crates' tests): commits fail while set.
+    #[cfg(feature = "fault-injection")]
+    refuse_commits: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -59,7 +62,17 @@ impl Store {
         txn.open_table(NETWORKS).map_err(db_err)?;
         txn.open_table(SANDBOXES).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            #[cfg(feature = "fault-injection")]
+            refuse_commits: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Makes every commit fail (`on`) or work again: a test's injected store failure.
+    #[cfg(feature = "fault-injection")]
+    pub fn refuse_commits(&self, on: bool) {
+        self.refuse_commits.store(on, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Reads every record.
@@ -79,6 +92,10 @@ impl Store {
 
     /// Applies `changes` in one durable transaction: all of them or none.
     pub fn commit(&self, changes: &[Change<'_>]) -> Result<(), StoreError> {
+        #[cfg(feature = "fault-injection")]
+        if self.refuse_commits.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Database("injected: the commit is refused".into()));
+        }
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut networks = txn.open_table(NETWORKS).map_err(db_err)?;
@@ -116,7 +133,7 @@ mod tests {
             name: format!("net-{id}"),
             driver: "bridge".into(),
             created: "2026-11-25T00:00:00Z".into(),
-            bridge: format!("br-{id}"),
+            driver_state: berth_types::NetworkDriverState { bridge: format!("br-{id}") },
             internal: false,
             attachable: false,
             enable_ipv6: false,

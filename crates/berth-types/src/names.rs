@@ -23,6 +23,12 @@ pub const DEFAULT_BRIDGE: &str = "berth0";
 /// Option key (Docker's) that names a network's bridge.
 pub const OPTION_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 
+/// The driver and options of the default network: a bridge network on [`DEFAULT_BRIDGE`], as
+/// Docker's default network is on `docker0`.
+pub fn default_network_driver() -> (&'static str, std::collections::BTreeMap<String, String>) {
+    (BRIDGE_DRIVER, std::collections::BTreeMap::from([(OPTION_BRIDGE_NAME.to_owned(), DEFAULT_BRIDGE.to_owned())]))
+}
+
 /// Checks a sandbox name (and hostnames and aliases): `[a-zA-Z0-9][a-zA-Z0-9_.-]*`, at most 64
 /// characters.
 pub fn validate_name(kind: &str, name: &str) -> Result<(), String> {

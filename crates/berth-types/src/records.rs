@@ -26,8 +26,9 @@ pub struct NetworkRecord {
     pub driver: String,
     /// RFC 3339.
     pub created: String,
-    /// The Linux bridge of this network.
-    pub bridge: String,
+    /// What the network's driver recorded about its kernel objects; only the driver reads it.
+    #[serde(flatten)]
+    pub driver_state: NetworkDriverState,
     pub internal: bool,
     #[serde(default)]
     pub attachable: bool,
@@ -71,7 +72,25 @@ pub enum SandboxMode {
     Attached,
 }
 
-/// A sandbox's attachment to one network: a veth pair, one end on the bridge.
+/// A network driver's own part of a network's record, filled in when the network is planned.
+/// Its fields sit at the top level of the stored record (as `bridge` always has).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkDriverState {
+    /// `bridge`: the network's Linux bridge.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub bridge: String,
+}
+
+/// A network driver's own part of an endpoint's record (top level in the stored record too).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointDriverState {
+    /// `bridge`: the host end of the endpoint's veth pair, a port of the bridge.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host_veth: String,
+}
+
+/// A sandbox's attachment to one network: an interface in its namespace and whatever its
+/// network's driver made for it on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EndpointRecord {
     /// 64 hex characters.
@@ -79,8 +98,9 @@ pub struct EndpointRecord {
     pub network_id: String,
     /// Name inside the sandbox (eth0, eth1, ...).
     pub interface: String,
-    /// Name of the host end, on the bridge (`bth` + 8 hex of the endpoint id).
-    pub host_veth: String,
+    /// What the network's driver recorded about the endpoint; only the driver reads it.
+    #[serde(flatten)]
+    pub driver_state: EndpointDriverState,
     /// 02:42 followed by the IPv4 address, like Docker.
     pub mac: String,
     pub ipv4: Option<Ipv4Net>,
@@ -93,6 +113,13 @@ pub struct EndpointRecord {
     /// The addresses the user asked for (`--ip`, `--ip6`; Docker's `IPAMConfig`), shown back.
     #[serde(default)]
     pub requested: RequestedAddresses,
+}
+
+impl EndpointRecord {
+    /// The endpoint's addresses, IPv4 first.
+    pub fn addresses(&self) -> impl Iterator<Item = IpAddr> {
+        self.ipv4.map(|a| IpAddr::V4(a.addr())).into_iter().chain(self.ipv6.map(|a| IpAddr::V6(a.addr())))
+    }
 }
 
 /// Addresses asked for an endpoint, rather than picked by IPAM.
@@ -174,5 +201,28 @@ impl SandboxRecord {
     /// Whether berth created this sandbox's namespace and must delete it with the sandbox.
     pub fn owns_netns(&self) -> bool {
         matches!(self.mode, SandboxMode::Bridge | SandboxMode::None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn driver_state_is_stored_where_records_always_kept_it() {
+        // An endpoint and a network as berth wrote them before the driver's part was its own.
+        let endpoint = r#"{"id":"e1","network_id":"n1","interface":"eth0","host_veth":"bthe1e1e1e1",
+            "mac":"02:42:0a:01:00:02","ipv4":"10.1.0.2/24","ipv6":null,"gateway4":"10.1.0.1","gateway6":null}"#;
+        let read: EndpointRecord = serde_json::from_str(endpoint).unwrap();
+        assert_eq!(read.driver_state.host_veth, "bthe1e1e1e1");
+        let written = serde_json::to_value(&read).unwrap();
+        assert_eq!(written["host_veth"], "bthe1e1e1e1", "{written}");
+        assert!(written.get("driver_state").is_none(), "{written}");
+
+        let network = r#"{"id":"n1","name":"n","driver":"bridge","created":"2026-11-25T00:00:00Z","bridge":"br-n1",
+            "internal":false,"enable_ipv6":false,"subnets":[],"options":{},"labels":{}}"#;
+        let read: NetworkRecord = serde_json::from_str(network).unwrap();
+        assert_eq!(read.driver_state.bridge, "br-n1");
+        assert_eq!(serde_json::to_value(&read).unwrap()["bridge"], "br-n1");
     }
 }

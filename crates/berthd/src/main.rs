@@ -19,7 +19,7 @@ use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 
 use berth_core::controller::{self, Backends, Controller, DaemonSettings, DefaultNetwork, Paths};
-use berth_core::proxy;
+use berth_core::ports;
 
 #[derive(Debug, Parser)]
 #[command(name = "berthd", version, about = "berth daemon: container networking for Linux")]
@@ -118,7 +118,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             None => std::env::current_exe()?.with_file_name("berth-proxy"),
         };
         std::fs::create_dir_all(&args.exec_root)?;
-        Some(tokio::task::block_in_place(|| proxy::ProxyClient::connect_or_start(&binary, &args.exec_root))?)
+        Some(tokio::task::block_in_place(|| ports::ProxyClient::connect_or_start(&binary, &args.exec_root))?)
     } else {
         None
     };
@@ -164,7 +164,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let mut tick = tokio::time::interval(PROXY_CHECK_INTERVAL);
             loop {
                 tick.tick().await;
-                controller.keep_proxy_alive().await;
+                controller.keep_ports_alive().await;
             }
         });
     }

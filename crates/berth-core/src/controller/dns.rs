@@ -12,7 +12,7 @@ use berth_dns::directory::Querier;
 use berth_dns::{Directory, DirectoryBuilder, SandboxListener, RESOLVER_ADDRESS};
 use berth_types::{ExtraHost, ResolverPorts, SandboxMode, SandboxRecord, DEFAULT_NETWORK};
 
-use super::{endpoint_addresses, Controller, State};
+use super::{Controller, State};
 use crate::error::{Error, Result};
 use crate::sandbox_files::{write_sandbox_files, Nameservers};
 
@@ -47,7 +47,7 @@ impl State {
             for endpoint in &sandbox.endpoints {
                 let mut names = vec![sandbox.name.as_str(), sandbox.hostname.as_str(), short_id];
                 names.extend(endpoint.aliases.iter().map(String::as_str));
-                let addresses: Vec<IpAddr> = endpoint_addresses(endpoint).collect();
+                let addresses: Vec<IpAddr> = endpoint.addresses().collect();
                 builder.endpoint(&endpoint.network_id, &names, &addresses);
             }
             if sandbox.resolver.is_some() {

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use berth_dns::{Resolver, SandboxListener};
 use berth_drivers::Drivers;
-use berth_firewall::{Dnat, Firewall, FirewallError, Ruleset};
+use berth_firewall::Firewall;
 use berth_ipam::{default_v4_pools, default_v6_pool, AddressPool, SubnetPool};
 use berth_store::Store;
 use berth_types::{EndpointRecord, NetworkRecord, SandboxRecord};
@@ -30,8 +30,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Mutex;
 
 use crate::error::{Error, Result};
+use crate::firewall::BlockingFirewall;
 use crate::host::{Host, RootHost};
-use crate::proxy::ProxyClient;
+use crate::ports::{PortTable, ProxyClient};
 
 pub use dns::upstreams_of;
 pub use reconcile::DefaultNetwork;
@@ -75,19 +76,17 @@ impl NetworkPools {
     }
 }
 
-/// What the daemon knows: the store's records in memory plus the derived address pools.
-#[derive(Debug, Default)]
+/// What the daemon knows: the store's records in memory plus what derives from them (address
+/// pools, published ports, resolver listeners).
+#[derive(Debug)]
 struct State {
     networks: BTreeMap<String, NetworkRecord>,
     sandboxes: BTreeMap<String, SandboxRecord>,
     pools: HashMap<String, NetworkPools>,
-    /// Sockets holding the published host ports, by sandbox id.
-    reservations: HashMap<String, Vec<ports::Reservation>>,
+    /// Every sandbox's published ports: their host sockets and the publishers serving them.
+    ports: PortTable,
     /// The embedded resolver's listeners, by sandbox id.
     resolver_listeners: HashMap<String, SandboxListener>,
-    /// Whether published ports get kernel DNAT; false with `--userland-proxy-only`, where the
-    /// proxy serves every address. A daemon setting, kept across reconcile.
-    kernel_dnat: bool,
 }
 
 impl State {
@@ -121,7 +120,7 @@ impl State {
             pools.pools.push(AddressPool::new(subnet.subnet, subnet.ip_range, Some(subnet.gateway))?);
         }
         for (_, endpoint) in self.endpoints_on(network_id) {
-            for addr in endpoint_addresses(endpoint) {
+            for addr in endpoint.addresses() {
                 if let Some(pool) = pools.for_family(addr.is_ipv6()) {
                     pool.reserve(addr)?;
                 }
@@ -146,38 +145,10 @@ fn lookup<'a, T>(map: &'a BTreeMap<String, T>, key: &str, name: impl Fn(&T) -> &
     }
 }
 
-fn endpoint_addresses(endpoint: &EndpointRecord) -> impl Iterator<Item = IpAddr> {
-    endpoint.ipv4.map(|a| IpAddr::V4(a.addr())).into_iter().chain(endpoint.ipv6.map(|a| IpAddr::V6(a.addr())))
-}
-
-/// The firewall as the async controller calls it: every call runs `nft` and waits for it, so it
-/// tells the runtime to move this worker's other tasks elsewhere meanwhile.
-#[derive(Debug)]
-struct BlockingFirewall(Box<dyn Firewall>);
-
-impl BlockingFirewall {
-    fn apply(&self, ruleset: &Ruleset) -> Result<(), FirewallError> {
-        tokio::task::block_in_place(|| self.0.apply(ruleset))
-    }
-
-    fn add_dnats(&self, dnats: &[Dnat]) -> Result<(), FirewallError> {
-        tokio::task::block_in_place(|| self.0.add_dnats(dnats))
-    }
-
-    fn remove_dnats(&self, dnats: &[Dnat]) -> Result<(), FirewallError> {
-        tokio::task::block_in_place(|| self.0.remove_dnats(dnats))
-    }
-
-    fn matches(&self, ruleset: &Ruleset) -> Result<bool, FirewallError> {
-        tokio::task::block_in_place(|| self.0.matches(ruleset))
-    }
-}
-
-/// The daemon's command executor; shared by every API handler.
 /// What berthd's command line says about how the controller works.
 #[derive(Debug, Clone, Default)]
 pub struct DaemonSettings {
-    /// `--userland-proxy-only`: published ports get no kernel DNAT.
+    /// `--userland-proxy-only`: the userland proxy alone serves published ports.
     pub userland_proxy_only: bool,
     /// `--dns`: see [`Controller`]'s field.
     pub dns_servers: Vec<IpAddr>,
@@ -185,14 +156,13 @@ pub struct DaemonSettings {
     pub address_pools: Vec<SubnetPool>,
 }
 
+/// The daemon's command executor; shared by every API handler.
 pub struct Controller {
     state: Mutex<State>,
     store: Store,
     /// The network drivers, picked by each network's recorded driver name.
     drivers: Drivers,
-    firewall: BlockingFirewall,
-    /// The userland proxy, unless berthd runs with `--userland-proxy=false`.
-    proxy: Option<ProxyClient>,
+    firewall: Arc<BlockingFirewall>,
     /// The embedded DNS server every sandbox's listener feeds.
     resolver: Arc<Resolver>,
     /// The daemon's `--dns` servers: the upstreams of the embedded resolver, and the
@@ -202,8 +172,8 @@ pub struct Controller {
     /// `--default-address-pool` for a family that has them, else Docker's IPv4 pools and a
     /// unique local /48 derived from the engine id for IPv6.
     address_pools: Vec<SubnetPool>,
-    /// The machine whose containers berthd networks: its namespace, ports, sysctls, conntrack.
-    host: Box<dyn Host>,
+    /// The machine whose containers berthd networks (see [`Host`]).
+    host: Arc<dyn Host>,
     paths: Paths,
     /// What commands changed, for `GET /events`.
     events: events::EventBus,
@@ -218,6 +188,7 @@ impl std::fmt::Debug for Controller {
 impl Controller {
     /// Loads the store, reconciles the kernel with it and makes sure the default network exists.
     /// `paths.netns_dir` must be ready for pinned namespaces (berth_sys::netns::prepare_netns_dir).
+    /// Published ports are served as [`PortTable::rootful`] says, with `proxy` when there is one.
     pub async fn start(
         store: Store,
         paths: Paths,
@@ -228,12 +199,20 @@ impl Controller {
         settings: DaemonSettings,
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&paths.sandboxes_dir)?;
+        let firewall = Arc::new(BlockingFirewall::new(backends.firewall));
+        let ports = PortTable::rootful(backends.host.clone(), firewall.clone(), proxy, settings.userland_proxy_only);
+        let state = State {
+            networks: BTreeMap::new(),
+            sandboxes: BTreeMap::new(),
+            pools: HashMap::new(),
+            ports,
+            resolver_listeners: HashMap::new(),
+        };
         let controller = Self {
-            state: Mutex::new(State { kernel_dnat: !settings.userland_proxy_only, ..State::default() }),
+            state: Mutex::new(state),
             store,
             drivers: backends.drivers,
-            firewall: BlockingFirewall(backends.firewall),
-            proxy,
+            firewall,
             resolver,
             dns_servers: settings.dns_servers,
             address_pools: address_pools(settings.address_pools, &engine_id(&paths.data_root)),
@@ -250,7 +229,7 @@ impl Controller {
 /// drivers and the firewall. berthd passes the real ones; the core's unit tests pass fakes.
 #[derive(Debug)]
 pub struct Backends {
-    pub host: Box<dyn Host>,
+    pub host: Arc<dyn Host>,
     pub drivers: Drivers,
     pub firewall: Box<dyn Firewall>,
 }
@@ -260,7 +239,7 @@ impl Backends {
     pub fn root(firewall: Box<dyn Firewall>) -> anyhow::Result<Self> {
         let host = RootHost::connect()?;
         let drivers = Drivers::new(host.netlink().clone());
-        Ok(Self { host: Box::new(host), drivers, firewall })
+        Ok(Self { host: Arc::new(host), drivers, firewall })
     }
 }
 

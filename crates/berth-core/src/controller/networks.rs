@@ -9,8 +9,8 @@ use std::net::IpAddr;
 use berth_ipam::{check_usable_subnet, next_free_subnet, overlaps, AddressPool, SubnetPool};
 use berth_store::Change;
 use berth_types::{
-    validate_interface_name, validate_network_name, BridgeOptions, IpamConfig, Network, NetworkCreate, NetworkRecord,
-    PruneReport, SubnetRecord, DEFAULT_NETWORK, OPTION_BRIDGE_NAME, PREDEFINED_NETWORKS,
+    default_network_driver, validate_network_name, IpamConfig, Network, NetworkCreate, NetworkDriverState,
+    NetworkRecord, PruneReport, SubnetRecord, BRIDGE_DRIVER, DEFAULT_NETWORK, PREDEFINED_NETWORKS,
 };
 use ipnet::IpNet;
 
@@ -18,9 +18,6 @@ use super::events::Action;
 use super::{Controller, State};
 use crate::error::{Error, Result};
 use crate::ids;
-
-/// The smallest MTU IPv6 allows on a link (RFC 8200).
-const IPV6_MIN_MTU: u32 = 1280;
 
 /// A request's subnet entry, parsed.
 struct RequestedSubnet {
@@ -91,20 +88,12 @@ impl Controller {
         if state.networks.values().any(|n| n.name == request.name) {
             return Err(Error::Conflict(format!("network with name {} already exists", request.name)));
         }
-        let options = BridgeOptions::parse(&request.options).map_err(Error::BadRequest)?;
-        if let Some(mtu) = options.mtu.filter(|&mtu| request.enable_ipv6 && mtu < IPV6_MIN_MTU) {
-            return Err(Error::BadRequest(format!(
-                "MTU {mtu} is too small for IPv6, which needs at least {IPV6_MIN_MTU}"
-            )));
-        }
-        match request.driver.as_str() {
-            "" | "bridge" => {}
-            other => {
-                return Err(Error::BadRequest(format!(
-                    "network driver {other:?} is not supported: berth creates bridge networks (host and none are sandbox modes: --network host|none)"
-                )))
-            }
-        }
+        let driver_name = if request.driver.is_empty() { BRIDGE_DRIVER } else { request.driver.as_str() };
+        let driver = self.drivers.select(driver_name).map_err(|_| {
+            Error::BadRequest(format!(
+                "network driver {driver_name:?} is not supported: berth creates bridge networks (host and none are sandbox modes: --network host|none)"
+            ))
+        })?;
         let mut requested = Vec::new();
         for config in &request.ipam_config {
             requested.extend(parse_subnet_config(config)?);
@@ -144,30 +133,21 @@ impl Controller {
         }
         subnets.sort_by_key(|s| s.subnet.addr().is_ipv6());
 
-        let id = ids::new_id();
-        let bridge = match request.options.get(OPTION_BRIDGE_NAME) {
-            Some(name) => {
-                validate_interface_name(name).map_err(Error::BadRequest)?;
-                name.clone()
-            }
-            None => format!("br-{}", &id[..12]),
-        };
-        if let Some(other) = state.networks.values().find(|n| n.bridge == bridge) {
-            return Err(Error::Conflict(format!("bridge name {bridge} is already used by network {}", other.name)));
-        }
-        Ok(NetworkRecord {
-            id,
+        let mut record = NetworkRecord {
+            id: ids::new_id(),
             name: request.name,
-            driver: "bridge".into(),
+            driver: driver.name().into(),
             created: ids::now_rfc3339(),
-            bridge,
+            driver_state: NetworkDriverState::default(),
             internal: request.internal,
             attachable: request.attachable,
             enable_ipv6: request.enable_ipv6,
             subnets,
             options: request.options,
             labels: request.labels,
-        })
+        };
+        driver.plan_network(&mut record, &state.networks.values().collect::<Vec<_>>())?;
+        Ok(record)
     }
 
     /// The first subnet of the family's address pools free of berth's subnets and of the
@@ -192,11 +172,11 @@ impl Controller {
                 tracing::error!(network = %record.name, "cannot undo firewall rules: {undo}");
             }
             if let Err(undo) = self.drivers.select(&record.driver)?.delete_network(&record).await {
-                tracing::error!(network = %record.name, "cannot undo bridge creation: {undo}");
+                tracing::error!(network = %record.name, "cannot undo the network's creation: {undo}");
             }
             return Err(e);
         }
-        tracing::info!(network = %record.name, bridge = %record.bridge, "network created");
+        tracing::info!(network = %record.name, driver = %record.driver, "network created");
         self.events.network(Action::Create, &record);
         state.rebuild_pools(&id)?;
         Ok(state.network_view(&state.networks[&id]))
@@ -223,7 +203,7 @@ impl Controller {
         self.drivers.select(&network.driver)?.delete_network(network).await?;
         if let Err(e) = self.store.commit(&[Change::DeleteNetwork(&network.id)]) {
             if let Err(undo) = self.drivers.select(&network.driver)?.create_network(network).await {
-                tracing::error!(network = %network.name, "cannot restore the bridge after a failed commit: {undo}");
+                tracing::error!(network = %network.name, "cannot restore the network after a failed commit: {undo}");
             }
             return Err(e.into());
         }
@@ -260,21 +240,26 @@ impl Controller {
     }
 }
 
-/// The record of the default network, with a fixed subnet and bridge.
-pub(super) fn default_network_record(subnet: IpNet) -> Result<NetworkRecord> {
-    check_usable_subnet(&subnet)?;
-    let pool = AddressPool::new(subnet, None, None)?;
-    Ok(NetworkRecord {
-        id: ids::new_id(),
-        name: DEFAULT_NETWORK.into(),
-        driver: "bridge".into(),
-        created: ids::now_rfc3339(),
-        bridge: berth_types::DEFAULT_BRIDGE.into(),
-        internal: false,
-        attachable: false,
-        enable_ipv6: false,
-        subnets: vec![SubnetRecord { subnet, ip_range: None, gateway: pool.gateway() }],
-        options: BTreeMap::from([(OPTION_BRIDGE_NAME.to_owned(), berth_types::DEFAULT_BRIDGE.to_owned())]),
-        labels: BTreeMap::new(),
-    })
+impl Controller {
+    /// The record of the default network, on `subnet` (see [`default_network_driver`]).
+    pub(super) fn default_network_record(&self, state: &State, subnet: IpNet) -> Result<NetworkRecord> {
+        check_usable_subnet(&subnet)?;
+        let pool = AddressPool::new(subnet, None, None)?;
+        let (driver, options) = default_network_driver();
+        let mut record = NetworkRecord {
+            id: ids::new_id(),
+            name: DEFAULT_NETWORK.into(),
+            driver: driver.into(),
+            created: ids::now_rfc3339(),
+            driver_state: NetworkDriverState::default(),
+            internal: false,
+            attachable: false,
+            enable_ipv6: false,
+            subnets: vec![SubnetRecord { subnet, ip_range: None, gateway: pool.gateway() }],
+            options,
+            labels: BTreeMap::new(),
+        };
+        self.drivers.select(driver)?.plan_network(&mut record, &state.networks.values().collect::<Vec<_>>())?;
+        Ok(record)
+    }
 }

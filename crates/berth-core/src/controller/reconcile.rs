@@ -6,12 +6,10 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use berth_drivers::namespace::{create_sandbox_netns, delete_sandbox_netns};
 use berth_store::Change;
-use berth_types::{SandboxMode, SandboxRecord, DEFAULT_NETWORK};
+use berth_types::{EndpointRecord, NetworkRecord, SandboxMode, SandboxRecord, DEFAULT_NETWORK};
 use ipnet::IpNet;
 
-use super::networks::default_network_record;
 use super::{Controller, State};
 use crate::sandbox_files::sandbox_files_exist;
 
@@ -25,7 +23,6 @@ impl Controller {
     pub(super) async fn reconcile(&self, default_network: Option<DefaultNetwork>) -> anyhow::Result<()> {
         let snapshot = self.store.load()?;
         let mut state = self.state.lock().await;
-        *state = State { kernel_dnat: state.kernel_dnat, ..State::default() };
         for network in snapshot.networks {
             let restored = match self.drivers.select(&network.driver) {
                 Ok(driver) => driver.create_network(&network).await,
@@ -53,12 +50,12 @@ impl Controller {
 
         self.refresh_dns(&state);
         self.remove_orphans(&state).await;
-        self.restore_reservations(&mut state);
+        self.restore_ports(&mut state);
         self.apply_firewall(&state)?;
 
         if let Some(default) = default_network {
             if !state.networks.values().any(|n| n.name == DEFAULT_NETWORK) {
-                let record = default_network_record(default.subnet)?;
+                let record = self.default_network_record(&state, default.subnet)?;
                 self.add_network(&mut state, record).await?;
             }
         }
@@ -93,8 +90,8 @@ impl Controller {
                 return self.forget_sandbox(state, &sandbox, "its namespace no longer exists");
             }
             SandboxMode::Bridge | SandboxMode::None if !berth_sys::netns::is_netns(Path::new(&netns)) => {
-                let _ = delete_sandbox_netns(Path::new(&netns));
-                if let Err(e) = create_sandbox_netns(Path::new(&netns)).await {
+                let _ = self.host.delete_netns(Path::new(&netns));
+                if let Err(e) = self.host.create_netns(Path::new(&netns)).await {
                     tracing::error!(sandbox = %sandbox.name, "cannot recreate namespace: {e}");
                     return;
                 }
@@ -116,12 +113,12 @@ impl Controller {
                 Ok(true) => continue,
                 Ok(false) => {}
                 Err(e) => {
-                    tracing::error!(endpoint = %endpoint.host_veth, "cannot check endpoint: {e}");
+                    tracing::error!(sandbox = %sandbox.name, network = %network.name, "cannot check endpoint: {e}");
                     continue;
                 }
             }
             match driver.join(network, endpoint, Path::new(&netns), position == 0).await {
-                Ok(()) => tracing::info!(sandbox = %sandbox.name, network = %network.name, "recreated endpoint"),
+                Ok(_) => tracing::info!(sandbox = %sandbox.name, network = %network.name, "recreated endpoint"),
                 Err(e) => {
                     tracing::error!(sandbox = %sandbox.name, network = %network.name, "cannot recreate endpoint: {e}")
                 }
@@ -172,23 +169,21 @@ impl Controller {
 
     /// Removes berth-marked links, pinned namespaces and sandbox directories no record owns.
     async fn remove_orphans(&self, state: &State) {
-        let known_links: HashSet<&str> = state
-            .networks
-            .values()
-            .map(|n| n.bridge.as_str())
-            .chain(state.sandboxes.values().flat_map(|s| s.endpoints.iter().map(|e| e.host_veth.as_str())))
-            .collect();
         for driver in self.drivers.all() {
-            match driver.own_links().await {
-                Ok(links) => {
-                    for link in links.iter().filter(|l| !known_links.contains(l.name.as_str())) {
-                        match driver.delete_link(link).await {
-                            Ok(()) => tracing::info!(link = %link.name, "removed orphaned link"),
-                            Err(e) => tracing::error!(link = %link.name, "cannot remove orphaned link: {e}"),
-                        }
+            let networks: Vec<&NetworkRecord> = state.networks.values().filter(|n| n.driver == driver.name()).collect();
+            let endpoints: Vec<&EndpointRecord> = state
+                .sandboxes
+                .values()
+                .flat_map(|s| &s.endpoints)
+                .filter(|e| networks.iter().any(|n| n.id == e.network_id))
+                .collect();
+            match driver.remove_orphans(&networks, &endpoints).await {
+                Ok(removed) => {
+                    for link in removed {
+                        tracing::info!(link = %link, "removed orphaned link");
                     }
                 }
-                Err(e) => tracing::error!(driver = driver.name(), "cannot list links: {e}"),
+                Err(e) => tracing::error!(driver = driver.name(), "cannot remove orphaned links: {e}"),
             }
         }
         let known_ids: HashSet<&str> = state.sandboxes.keys().map(String::as_str).collect();
@@ -201,7 +196,7 @@ impl Controller {
                 }
                 let path = entry.path();
                 let removed = if dir == &self.paths.netns_dir {
-                    delete_sandbox_netns(&path).map_err(|e| e.to_string())
+                    self.host.delete_netns(&path).map_err(|e| e.to_string())
                 } else {
                     std::fs::remove_dir_all(&path).map_err(|e| e.to_string())
                 };

@@ -6,21 +6,22 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use berth_drivers::namespace::{create_sandbox_netns, delete_sandbox_netns, free_interface_name};
 use berth_store::Change;
 use berth_sys::process_identity::{descends_from, proc_stat, PinnedProcess};
 use berth_types::{
-    validate_name, EndpointRecord, NetworkConnect, NetworkDisconnect, NetworkRecord, ProcessRecord, ProcessRegister,
-    RequestedAddresses, Sandbox, SandboxCreate, SandboxMode, SandboxRecord, DEFAULT_NETWORK,
+    validate_name, EndpointDriverState, EndpointRecord, NetworkConnect, NetworkDisconnect, NetworkRecord,
+    ProcessRecord, ProcessRegister, RequestedAddresses, Sandbox, SandboxCreate, SandboxMode, SandboxRecord,
+    DEFAULT_NETWORK,
 };
 use ipnet::{Ipv4Net, Ipv6Net};
 use nix::sys::signal::Signal;
 
 use super::dns::{check_dns_options, check_dns_search, has_names, parse_extra_hosts};
 use super::events::Action;
-use super::{endpoint_addresses, Controller, State};
+use super::{Controller, State};
 use crate::error::{Error, Result};
 use crate::ids;
+use crate::ports::{port_specs, Destination};
 use crate::sandbox_files::remove_sandbox_files;
 
 /// How long `stop` waits after SIGTERM before SIGKILL.
@@ -125,8 +126,8 @@ fn parse_requested_mac(text: Option<&str>) -> Result<Option<[u8; 6]>> {
 struct SandboxDraft {
     record: SandboxRecord,
     created_netns: bool,
-    reservations: Vec<super::ports::Reservation>,
-    dnats: Vec<berth_firewall::Dnat>,
+    /// Whether its ports are published (withdrawn on failure).
+    published: bool,
     /// Dropping it (on failure) closes the resolver's sockets.
     resolver_listener: Option<berth_dns::SandboxListener>,
 }
@@ -228,34 +229,22 @@ impl Controller {
             dns_options: request.dns_options.clone(),
             extra_hosts,
         };
-        let mut draft = SandboxDraft {
-            created_netns: record.owns_netns(),
-            record,
-            reservations: Vec::new(),
-            dnats: Vec::new(),
-            resolver_listener: None,
-        };
+        let mut draft =
+            SandboxDraft { created_netns: record.owns_netns(), record, published: false, resolver_listener: None };
         let wanted = WantedEndpoint { ipv4, ipv6, mac };
         let built = self.build_sandbox(&mut state, &mut draft, &request, network.as_ref(), wanted).await;
         if let Err(e) = built {
             self.undo_sandbox(&mut state, &draft).await;
             return Err(e);
         }
-        self.host.forget_udp_flows(&draft.dnats);
         tracing::info!(sandbox = %draft.record.name, mode = ?draft.record.mode, "sandbox created");
         self.events.sandbox(Action::Create, &draft.record);
         self.events.endpoints(Action::Connect, &state.networks, &draft.record);
         let view = state.sandbox_view(&draft.record);
-        if !draft.reservations.is_empty() {
-            self.serve_through_proxy(&state, &draft.record, &draft.reservations);
-            state.reservations.insert(draft.record.id.clone(), draft.reservations);
-        }
         if let Some(listener) = draft.resolver_listener {
             state.resolver_listeners.insert(draft.record.id.clone(), listener);
         }
-        let id = draft.record.id.clone();
-        state.sandboxes.insert(id.clone(), draft.record);
-        self.apply_routed_ports(&state, &state.sandboxes[&id], None);
+        state.sandboxes.insert(draft.record.id.clone(), draft.record);
         self.refresh_dns(&state);
         Ok(view)
     }
@@ -273,7 +262,7 @@ impl Controller {
         wanted: WantedEndpoint,
     ) -> Result<()> {
         if draft.created_netns {
-            create_sandbox_netns(Path::new(&draft.record.netns_path)).await?;
+            self.host.create_netns(Path::new(&draft.record.netns_path)).await?;
         }
         // A sandbox made on a network with names gets its resolver; the redirect's `nft` runs
         // while the endpoint is made.
@@ -293,12 +282,13 @@ impl Controller {
             draft.record.resolver = Some(ports);
             draft.resolver_listener = Some(listener);
         }
-        draft.reservations =
-            self.reserve_ports(state, &draft.record, &request.ports, &request.expose, request.publish_all)?;
-        draft.record.ports = draft.reservations.iter().map(|r| r.mapping.clone()).collect();
-        let dnats = state.sandbox_dnats(&draft.record);
-        self.firewall.add_dnats(&dnats)?;
-        draft.dnats = dnats;
+        let specs = port_specs(&request.ports, &request.expose, request.publish_all)?;
+        let destination = Destination::of(&state.networks, &draft.record);
+        let record = &draft.record;
+        let reservations = state.ports.reserve(&record.id, &record.name, destination.as_ref(), specs)?;
+        draft.record.ports = reservations.iter().map(|r| r.mapping.clone()).collect();
+        state.ports.publish(&draft.record.id, &draft.record.name, destination.unwrap_or_default(), reservations)?;
+        draft.published = true;
         self.write_files(state, &draft.record)?;
         self.store.commit(&[Change::PutSandbox(&draft.record)])?;
         Ok(())
@@ -306,8 +296,8 @@ impl Controller {
 
     /// Undoes whatever [`Self::build_sandbox`] did before it failed.
     async fn undo_sandbox(&self, state: &mut State, draft: &SandboxDraft) {
-        if let Err(e) = self.firewall.remove_dnats(&draft.dnats) {
-            tracing::error!(sandbox = %draft.record.name, "cannot remove DNAT entries: {e}");
+        if draft.published {
+            self.withdraw_ports(state, &draft.record.id, None);
         }
         for endpoint in &draft.record.endpoints {
             self.remove_endpoint(state, endpoint).await;
@@ -316,7 +306,7 @@ impl Controller {
             tracing::error!(sandbox = %draft.record.name, "cannot remove sandbox files: {e}");
         }
         if draft.created_netns {
-            if let Err(e) = delete_sandbox_netns(Path::new(&draft.record.netns_path)) {
+            if let Err(e) = self.host.delete_netns(Path::new(&draft.record.netns_path)) {
                 tracing::error!(sandbox = %draft.record.name, "cannot remove namespace: {e}");
             }
         }
@@ -350,11 +340,12 @@ impl Controller {
         let interface = if sandbox.endpoints.is_empty() && sandbox.owns_netns() {
             "eth0".to_owned()
         } else {
-            free_interface_name(&netns).await?
+            self.host.free_interface_name(&netns).await?
         };
+        let driver = self.drivers.select(&network.driver)?;
         let pools = state.pools.get_mut(&network.id).expect("every network has pools");
         let mut endpoint = EndpointRecord {
-            host_veth: ids::host_veth_name(&id),
+            driver_state: EndpointDriverState::default(),
             id,
             network_id: network.id.clone(),
             interface,
@@ -413,13 +404,14 @@ impl Controller {
                 .filter(|derived| !state.endpoints_on(&network.id).any(|(_, e)| &e.mac == derived))
                 .unwrap_or_default(),
         };
+        driver.plan_endpoint(&mut endpoint);
         let default_route = sandbox.endpoints.is_empty();
-        if let Err(e) = self.drivers.select(&network.driver)?.join(network, &endpoint, &netns, default_route).await {
-            release_all(state.pools.get_mut(&network.id).expect("pools exist"), &endpoint);
-            return Err(e.into());
-        }
-        if endpoint.mac.is_empty() {
-            endpoint.mac = self.drivers.select(&network.driver)?.peer_mac(&endpoint, &netns).await.unwrap_or_default();
+        match driver.join(network, &endpoint, &netns, default_route).await {
+            Ok(mac) => endpoint.mac = mac,
+            Err(e) => {
+                release_all(state.pools.get_mut(&network.id).expect("pools exist"), &endpoint);
+                return Err(e.into());
+            }
         }
         Ok(endpoint)
     }
@@ -436,7 +428,7 @@ impl Controller {
             None => Ok(()),
         };
         if let Err(e) = left {
-            tracing::error!(endpoint = %endpoint.host_veth, "cannot remove endpoint: {e}");
+            tracing::error!(endpoint = %endpoint.id, "cannot remove endpoint: {e}");
         }
         if let Some(pools) = state.pools.get_mut(&endpoint.network_id) {
             release_all(pools, endpoint);
@@ -494,8 +486,8 @@ impl Controller {
         tracing::info!(sandbox = %sandbox.name, network = %network.name, "connected");
         self.events.endpoint(Action::Connect, &network, &sandbox);
         let view = state.sandbox_view(&sandbox);
-        let before = state.sandboxes.insert(sandbox.id.clone(), sandbox.clone()).expect("the sandbox was in the state");
-        self.apply_routed_ports(&state, &before, Some(&sandbox));
+        state.sandboxes.insert(sandbox.id.clone(), sandbox.clone());
+        self.redirect_ports(&mut state, &sandbox.id);
         self.refresh_dns(&state);
         Ok(view)
     }
@@ -516,21 +508,8 @@ impl Controller {
         self.store.commit(&[Change::PutSandbox(&sandbox)])?;
         self.events.endpoint(Action::Disconnect, &network, &sandbox);
         // Published ports follow the sandbox to its next network, or stop with this one.
-        let before = state.sandbox_dnats(state.sandbox(&sandbox.id)?);
-        let after = state.sandbox_dnats(&sandbox);
-        if before != after {
-            let gone: Vec<_> = before.iter().filter(|d| !after.contains(d)).cloned().collect();
-            let new: Vec<_> = after.iter().filter(|d| !before.contains(d)).cloned().collect();
-            if let Err(e) = self.firewall.remove_dnats(&gone).and_then(|()| self.firewall.add_dnats(&new)) {
-                tracing::error!(sandbox = %sandbox.name, "cannot move DNAT entries: {e}");
-            }
-            self.host.forget_udp_flows(&gone);
-            if let Some(held) = state.reservations.get(&sandbox.id) {
-                self.serve_through_proxy(&state, &sandbox, held);
-            }
-        }
-        let before = state.sandboxes.insert(sandbox.id.clone(), sandbox.clone()).expect("the sandbox was in the state");
-        self.apply_routed_ports(&state, &before, Some(&sandbox));
+        state.sandboxes.insert(sandbox.id.clone(), sandbox.clone());
+        self.redirect_ports(&mut state, &sandbox.id);
         // Its names go before its veth: nothing resolves to an address that is going away.
         self.refresh_dns(&state);
         self.remove_endpoint(&mut state, &endpoint).await;
@@ -604,21 +583,10 @@ impl Controller {
         self.store.commit(&[Change::DeleteSandbox(&sandbox.id)])?;
         self.events.endpoints(Action::Disconnect, &state.networks, &sandbox);
         self.events.sandbox(Action::Destroy, &sandbox);
-        let dnats = state.sandbox_dnats(&sandbox);
         state.sandboxes.remove(&sandbox.id);
-        self.apply_routed_ports(&state, &sandbox, None);
         state.resolver_listeners.remove(&sandbox.id);
         self.refresh_dns(&state);
-        if let Some(held) = state.reservations.remove(&sandbox.id) {
-            self.stop_proxying(&held);
-        }
-        if let Err(e) = self.firewall.remove_dnats(&dnats) {
-            tracing::error!(sandbox = %sandbox.name, "cannot remove DNAT entries, re-applying the ruleset: {e}");
-            if let Err(e) = self.apply_firewall(&state) {
-                tracing::error!("cannot re-apply the firewall ruleset: {e}");
-            }
-        }
-        self.host.forget_udp_flows(&dnats);
+        self.withdraw_ports(&mut state, &sandbox.id, None);
         for endpoint in &sandbox.endpoints {
             self.remove_endpoint(&mut state, endpoint).await;
         }
@@ -626,7 +594,7 @@ impl Controller {
             tracing::error!(sandbox = %sandbox.name, "cannot remove sandbox files: {e}");
         }
         if sandbox.owns_netns() {
-            if let Err(e) = delete_sandbox_netns(Path::new(&sandbox.netns_path)) {
+            if let Err(e) = self.host.delete_netns(Path::new(&sandbox.netns_path)) {
                 tracing::error!(sandbox = %sandbox.name, "cannot remove namespace: {e}");
             }
         }
@@ -705,7 +673,7 @@ fn check_aliases(network: Option<&NetworkRecord>, aliases: &[String]) -> Result<
 }
 
 pub(super) fn release_all(pools: &mut super::NetworkPools, endpoint: &EndpointRecord) {
-    for addr in endpoint_addresses(endpoint) {
+    for addr in endpoint.addresses() {
         pools.release(addr);
     }
 }

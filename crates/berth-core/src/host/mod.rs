@@ -1,7 +1,7 @@
 //! The host: what berthd does to the machine whose containers it networks, as opposed to what
 //! it does inside sandboxes. Its namespace's links, routes and addresses (a netlink handle),
 //! the namespace file `--network host` shares, the host ports published ports hold, its sysctls
-//! and its conntrack table. The controller reaches the host only through [`Host`], so another
+//! and its conntrack table, and making the namespaces sandboxes live in. The controller reaches the host only through [`Host`], so another
 //! kind of host (the rootless child namespace, whose ports a parent process binds) is another
 //! implementation beside [`root::RootHost`], not a branch in every command.
 
@@ -9,10 +9,10 @@ mod port_holder;
 mod root;
 
 use std::fmt::Debug;
+use std::future::Future;
 use std::io;
 use std::net::IpAddr;
-
-use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 
 use berth_firewall::Dnat;
@@ -22,13 +22,13 @@ use socket2::Socket;
 
 pub use root::RootHost;
 
-/// What [`Host::taken_prefixes`] returns.
-pub type PrefixesFuture<'a> = Pin<Box<dyn Future<Output = io::Result<Vec<IpNet>>> + Send + 'a>>;
+/// What the host's async operations return: a boxed future, so hosts can sit behind `dyn`.
+pub type HostFuture<'a, T> = Pin<Box<dyn Future<Output = crate::error::Result<T>> + Send + 'a>>;
 
 pub trait Host: Debug + Send + Sync {
     /// The prefixes the host's routes (but its default routes) and addresses cover: a subnet
     /// berth picks for a network must overlap none of them.
-    fn taken_prefixes(&self) -> PrefixesFuture<'_>;
+    fn taken_prefixes(&self) -> HostFuture<'_, Vec<IpNet>>;
 
     /// The file of the host's network namespace (what `--network host` sandboxes join).
     fn netns_path(&self) -> String;
@@ -46,6 +46,15 @@ pub trait Host: Debug + Send + Sync {
 
     /// Sets a sysctl of the host's network namespace (`net/ipv4/ip_forward`, ...).
     fn set_sysctl(&self, key: &str, value: &str) -> io::Result<()>;
+
+    /// Makes a sandbox's own network namespace, pinned at `path`, with its loopback up.
+    fn create_netns<'a>(&'a self, path: &'a Path) -> HostFuture<'a, ()>;
+
+    /// Unpins a sandbox's namespace; its links go once no process holds it.
+    fn delete_netns(&self, path: &Path) -> crate::error::Result<()>;
+
+    /// The first `ethN` that is not a link in the namespace at `netns` yet.
+    fn free_interface_name<'a>(&'a self, netns: &'a Path) -> HostFuture<'a, String>;
 
     /// Forgets the conntrack entries of the UDP host ports of `dnats` (their mappings were
     /// added or removed), so a flow's next datagram meets the mapping as it is now.

@@ -4,13 +4,14 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 
 use berth_firewall::Dnat;
 use berth_netlink::Netlink;
 use berth_types::PortProtocol;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{port_holder, Host, PrefixesFuture};
+use super::{port_holder, Host, HostFuture};
 
 /// Backlog of published TCP sockets the userland proxy accepts on.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -37,16 +38,28 @@ impl RootHost {
 }
 
 impl Host for RootHost {
-    fn taken_prefixes(&self) -> PrefixesFuture<'_> {
+    fn taken_prefixes(&self) -> HostFuture<'_, Vec<ipnet::IpNet>> {
         Box::pin(async move {
-            let routes = self.netlink.route_destinations().await.map_err(io::Error::other)?;
-            let addresses = self.netlink.addresses().await.map_err(io::Error::other)?;
+            let routes = self.netlink.route_destinations().await?;
+            let addresses = self.netlink.addresses().await?;
             Ok(routes
                 .into_iter()
                 .filter(|r| r.prefix_len() > 0)
                 .chain(addresses.into_iter().map(|(_, a)| a.trunc()))
                 .collect())
         })
+    }
+
+    fn create_netns<'a>(&'a self, path: &'a Path) -> HostFuture<'a, ()> {
+        Box::pin(async move { Ok(berth_drivers::namespace::create_sandbox_netns(path).await?) })
+    }
+
+    fn delete_netns(&self, path: &Path) -> crate::error::Result<()> {
+        Ok(berth_drivers::namespace::delete_sandbox_netns(path)?)
+    }
+
+    fn free_interface_name<'a>(&'a self, netns: &'a Path) -> HostFuture<'a, String> {
+        Box::pin(async move { Ok(berth_drivers::namespace::free_interface_name(netns).await?) })
     }
 
     fn netns_path(&self) -> String {

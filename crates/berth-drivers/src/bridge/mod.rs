@@ -2,13 +2,20 @@
 //! a veth pair whose host end is a bridge port and whose peer is created inside the sandbox's
 //! namespace as eth0, eth1, ... with Docker's MAC, its addresses and the default route. Every
 //! link it creates carries the alias [`LINK_ALIAS_MARK`] so reconcile can find berth's own.
-//! Each operation undoes its own kernel work when it fails half way.
+//! Each operation undoes its own kernel work when it fails half way. Its options are Docker's
+//! `com.docker.network.bridge.*` (berth_types::BridgeOptions); a network's bridge is named by
+//! `com.docker.network.bridge.name` or `br-` + 12 hex of its id, an endpoint's host veth `bth` +
+//! 8 hex of its id.
 
 use std::fs::File;
 use std::path::Path;
 
+use berth_firewall::NetworkPolicy;
 use berth_netlink::{parse_mac, Link, Netlink, VethPeer, VethSettings};
-use berth_types::{EndpointRecord, NetworkRecord, BRIDGE_DRIVER, HOST_VETH_PREFIX, LINK_ALIAS_MARK};
+use berth_types::{
+    validate_interface_name, BridgeOptions, EndpointRecord, NetworkRecord, BRIDGE_DRIVER, HOST_VETH_PREFIX,
+    LINK_ALIAS_MARK, OPTION_BRIDGE_NAME,
+};
 use ipnet::IpNet;
 
 use crate::{DriverError, DriverFuture, NetworkDriver};
@@ -26,9 +33,38 @@ fn is_berth_link(link: &Link) -> bool {
         || (link.name.starts_with(HOST_VETH_PREFIX) && link.kind.as_deref() == Some("veth"))
 }
 
+/// The smallest MTU IPv6 allows on a link (RFC 8200).
+const IPV6_MIN_MTU: u32 = 1280;
+
 impl BridgeDriver {
     pub fn new(host: Netlink) -> Self {
         Self { host }
+    }
+
+    /// Checks the options and names the bridge: the name asked for, or `br-` + 12 hex of the
+    /// network's id; refused when another network has it.
+    fn plan_network(&self, network: &mut NetworkRecord, others: &[&NetworkRecord]) -> Result<(), DriverError> {
+        let options = BridgeOptions::parse(&network.options).map_err(DriverError::BadRequest)?;
+        if let Some(mtu) = options.mtu.filter(|&mtu| network.enable_ipv6 && mtu < IPV6_MIN_MTU) {
+            return Err(DriverError::BadRequest(format!(
+                "MTU {mtu} is too small for IPv6, which needs at least {IPV6_MIN_MTU}"
+            )));
+        }
+        let bridge = match network.options.get(OPTION_BRIDGE_NAME) {
+            Some(name) => {
+                validate_interface_name(name).map_err(DriverError::BadRequest)?;
+                name.clone()
+            }
+            None => format!("br-{}", &network.id[..12]),
+        };
+        if let Some(other) = others.iter().find(|n| n.driver_state.bridge == bridge) {
+            return Err(DriverError::Conflict(format!(
+                "bridge name {bridge} is already used by network {}",
+                other.name
+            )));
+        }
+        network.driver_state.bridge = bridge;
+        Ok(())
     }
 
     /// Makes the network's bridge exist, up, with its gateway addresses. A bridge berth made
@@ -36,15 +72,15 @@ impl BridgeDriver {
     /// that name that berth did not make is refused.
     async fn create_network(&self, network: &NetworkRecord) -> Result<(), DriverError> {
         let options = network.bridge_options();
-        let (index, created) = match self.host.link_by_name(&network.bridge).await? {
+        let (index, created) = match self.host.link_by_name(&network.driver_state.bridge).await? {
             Some(link) if is_berth_link(&link) && link.kind.as_deref() == Some("bridge") => (link.index, false),
             Some(_) => {
                 return Err(DriverError::Conflict(format!(
                     "bridge name {} is already used by a link berth did not create",
-                    network.bridge
+                    network.driver_state.bridge
                 )))
             }
-            None => (self.host.create_bridge(&network.bridge, LINK_ALIAS_MARK, options.mtu).await?, true),
+            None => (self.host.create_bridge(&network.driver_state.bridge, LINK_ALIAS_MARK, options.mtu).await?, true),
         };
         let configured = async {
             // With inhibit_ipv4 the IPv4 gateway is some other host on the segment.
@@ -67,7 +103,7 @@ impl BridgeDriver {
 
     /// Deletes the network's bridge (gone already is fine).
     async fn delete_network(&self, network: &NetworkRecord) -> Result<(), DriverError> {
-        self.delete_own_link(&network.bridge).await
+        self.delete_own_link(&network.driver_state.bridge).await
     }
 
     async fn delete_own_link(&self, name: &str) -> Result<(), DriverError> {
@@ -86,16 +122,19 @@ impl BridgeDriver {
         endpoint: &EndpointRecord,
         netns: &Path,
         default_route: bool,
-    ) -> Result<(), DriverError> {
+    ) -> Result<String, DriverError> {
         let options = network.bridge_options();
-        let bridge = self.host.link_by_name(&network.bridge).await?.ok_or_else(|| {
-            DriverError::Conflict(format!("bridge {} of network {} is missing", network.bridge, network.name))
+        let bridge = self.host.link_by_name(&network.driver_state.bridge).await?.ok_or_else(|| {
+            DriverError::Conflict(format!(
+                "bridge {} of network {} is missing",
+                network.driver_state.bridge, network.name
+            ))
         })?;
         let netns_file =
             File::open(netns).map_err(|source| DriverError::OpenNetns { path: netns.display().to_string(), source })?;
         self.host
             .create_veth(
-                &endpoint.host_veth,
+                &endpoint.driver_state.host_veth,
                 LINK_ALIAS_MARK,
                 bridge.index,
                 VethPeer {
@@ -109,17 +148,18 @@ impl BridgeDriver {
             .await?;
         let configured = self.configure_inside(endpoint, netns, default_route).await;
         if configured.is_err() {
-            let _ = self.delete_own_link(&endpoint.host_veth).await;
+            let _ = self.delete_own_link(&endpoint.driver_state.host_veth).await;
         }
         configured
     }
 
+    /// Sets the sandbox's end up; returns its MAC.
     async fn configure_inside(
         &self,
         endpoint: &EndpointRecord,
         netns: &Path,
         default_route: bool,
-    ) -> Result<(), DriverError> {
+    ) -> Result<String, DriverError> {
         let interface = endpoint.interface.clone();
         let v6 = endpoint.ipv6.is_some();
         berth_sys::netns::run_in_netns(netns, move || {
@@ -143,23 +183,17 @@ impl BridgeDriver {
                 inside.add_default_route(gateway, link.index).await?;
             }
         }
-        Ok(())
-    }
-
-    /// The MAC the kernel gave the endpoint's interface (for endpoints without IPv4).
-    async fn peer_mac(&self, endpoint: &EndpointRecord, netns: &Path) -> Result<String, DriverError> {
-        let inside = Netlink::connect_in_netns(netns)?;
-        Ok(inside.link_by_name(&endpoint.interface).await?.and_then(|l| l.mac).unwrap_or_default())
+        Ok(link.mac.unwrap_or_default())
     }
 
     /// Whether the endpoint's host veth is present.
     async fn endpoint_exists(&self, endpoint: &EndpointRecord) -> Result<bool, DriverError> {
-        Ok(self.host.link_by_name(&endpoint.host_veth).await?.is_some())
+        Ok(self.host.link_by_name(&endpoint.driver_state.host_veth).await?.is_some())
     }
 
     /// Removes the endpoint's veth pair; the peer inside the sandbox goes with it.
     async fn leave(&self, endpoint: &EndpointRecord) -> Result<(), DriverError> {
-        self.delete_own_link(&endpoint.host_veth).await
+        self.delete_own_link(&endpoint.driver_state.host_veth).await
     }
 
     /// Links in the daemon's namespace that carry berth's mark.
@@ -167,9 +201,26 @@ impl BridgeDriver {
         Ok(self.host.links().await?.into_iter().filter(is_berth_link).collect())
     }
 
-    /// Deletes a link found by [`Self::own_links`].
-    async fn delete_link(&self, link: &Link) -> Result<(), DriverError> {
-        Ok(self.host.delete_link(link.index).await?)
+    /// Deletes the marked links that are neither the bridge of one of `networks` nor the host
+    /// veth of one of `endpoints`.
+    async fn remove_orphans(
+        &self,
+        networks: &[&NetworkRecord],
+        endpoints: &[&EndpointRecord],
+    ) -> Result<Vec<String>, DriverError> {
+        let known: Vec<&str> = networks
+            .iter()
+            .map(|n| n.driver_state.bridge.as_str())
+            .chain(endpoints.iter().map(|e| e.driver_state.host_veth.as_str()))
+            .collect();
+        let mut removed = Vec::new();
+        for link in self.own_links().await?.into_iter().filter(|l| !known.contains(&l.name.as_str())) {
+            match self.host.delete_link(link.index).await {
+                Ok(()) => removed.push(link.name),
+                Err(e) => tracing::error!(link = %link.name, "cannot remove orphaned link: {e}"),
+            }
+        }
+        Ok(removed)
     }
 }
 
@@ -178,8 +229,31 @@ impl NetworkDriver for BridgeDriver {
         BRIDGE_DRIVER
     }
 
+    fn plan_network(&self, network: &mut NetworkRecord, others: &[&NetworkRecord]) -> Result<(), DriverError> {
+        BridgeDriver::plan_network(self, network, others)
+    }
+
+    /// The host veth is `bth` + 8 hex of the endpoint's id (fits IFNAMSIZ).
+    fn plan_endpoint(&self, endpoint: &mut EndpointRecord) {
+        endpoint.driver_state.host_veth = format!("{HOST_VETH_PREFIX}{}", &endpoint.id[..8]);
+    }
+
     fn create_network<'a>(&'a self, network: &'a NetworkRecord) -> DriverFuture<'a, ()> {
         Box::pin(BridgeDriver::create_network(self, network))
+    }
+
+    /// The bridge is the network's interface; subnets leave masqueraded unless the network's
+    /// `enable_ip_masquerade` is off or its gateway mode for the family is `routed`.
+    fn firewall_policy(&self, network: &NetworkRecord) -> NetworkPolicy {
+        let options = network.bridge_options();
+        let subnets: Vec<IpNet> = network.subnets.iter().map(|s| s.subnet).collect();
+        NetworkPolicy {
+            name: network.name.clone(),
+            bridge: network.driver_state.bridge.clone(),
+            unmasqueraded: subnets.iter().copied().filter(|s| !options.masquerades(s.addr().is_ipv6())).collect(),
+            subnets,
+            internal: network.internal,
+        }
     }
 
     fn delete_network<'a>(&'a self, network: &'a NetworkRecord) -> DriverFuture<'a, ()> {
@@ -192,12 +266,8 @@ impl NetworkDriver for BridgeDriver {
         endpoint: &'a EndpointRecord,
         netns: &'a Path,
         default_route: bool,
-    ) -> DriverFuture<'a, ()> {
+    ) -> DriverFuture<'a, String> {
         Box::pin(BridgeDriver::join(self, network, endpoint, netns, default_route))
-    }
-
-    fn peer_mac<'a>(&'a self, endpoint: &'a EndpointRecord, netns: &'a Path) -> DriverFuture<'a, String> {
-        Box::pin(BridgeDriver::peer_mac(self, endpoint, netns))
     }
 
     fn endpoint_exists<'a>(&'a self, endpoint: &'a EndpointRecord) -> DriverFuture<'a, bool> {
@@ -212,7 +282,11 @@ impl NetworkDriver for BridgeDriver {
         Box::pin(BridgeDriver::own_links(self))
     }
 
-    fn delete_link<'a>(&'a self, link: &'a Link) -> DriverFuture<'a, ()> {
-        Box::pin(BridgeDriver::delete_link(self, link))
+    fn remove_orphans<'a>(
+        &'a self,
+        networks: &'a [&'a NetworkRecord],
+        endpoints: &'a [&'a EndpointRecord],
+    ) -> DriverFuture<'a, Vec<String>> {
+        Box::pin(BridgeDriver::remove_orphans(self, networks, endpoints))
     }
 }

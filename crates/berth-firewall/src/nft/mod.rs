@@ -14,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 use tracing::{debug, trace};
 
-use crate::{Dnat, Firewall, FirewallError, Ruleset};
+use crate::{Dnat, Firewall, FirewallError, RoutedPort, Ruleset};
 use listing::Observed;
 use render::{Content, TABLE};
 
@@ -69,6 +69,16 @@ impl Firewall for NftFirewall {
     fn remove_dnats(&self, dnats: &[Dnat]) -> Result<(), FirewallError> {
         let script = render::remove_dnats_script(dnats)?;
         run_script(&format!("remove {} port mapping(s) from {TABLE}", dnats.len()), &script)
+    }
+
+    fn add_routed_ports(&self, ports: &[RoutedPort]) -> Result<(), FirewallError> {
+        let script = render::add_routed_ports_script(ports);
+        run_script(&format!("open {} routed port(s) in {TABLE}", ports.len()), &script)
+    }
+
+    fn remove_routed_ports(&self, ports: &[RoutedPort]) -> Result<(), FirewallError> {
+        let script = render::remove_routed_ports_script(ports);
+        run_script(&format!("close {} routed port(s) in {TABLE}", ports.len()), &script)
     }
 
     fn matches(&self, ruleset: &Ruleset) -> Result<bool, FirewallError> {

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 
 use berth_types::PortRange;
 
-use crate::{Dnat, FirewallError, NetworkPolicy, Ruleset};
+use crate::{Dnat, FirewallError, NetworkPolicy, RoutedPort, Ruleset};
 
 /// berth's table; nothing else is ever named in a script.
 pub(crate) const TABLE: &str = "inet berth";
@@ -169,14 +169,7 @@ impl Content {
                 push_rule("postrouting", format!("ct status dnat oifname {bridge} {ip} saddr {subnet} masquerade"));
             }
         }
-        for routed in &ruleset.routed_ports {
-            let set = if routed.address.is_ipv6() { ROUTED6 } else { ROUTED4 };
-            elements.insert(Element {
-                set,
-                key: format!("{} . {} . {}", routed.address, routed.protocol, routed.port),
-                value: None,
-            });
-        }
+        elements.extend(ruleset.routed_ports.iter().map(routed_port_element));
         for dnat in &ruleset.dnats {
             elements.extend(dnat_elements(dnat)?);
         }
@@ -219,6 +212,23 @@ pub(crate) fn add_dnats_script(dnats: &[Dnat]) -> Result<String, FirewallError> 
 pub(crate) fn remove_dnats_script(dnats: &[Dnat]) -> Result<String, FirewallError> {
     let elements = dnats_elements(dnats)?;
     Ok(element_lines("delete", &elements, |e| e.key.clone()))
+}
+
+/// `add element` lines for routed ports, one per set.
+pub(crate) fn add_routed_ports_script(ports: &[RoutedPort]) -> String {
+    let elements: BTreeSet<Element> = ports.iter().map(routed_port_element).collect();
+    element_lines("add", &elements, Element::text)
+}
+
+/// `delete element` lines for routed ports, one per set.
+pub(crate) fn remove_routed_ports_script(ports: &[RoutedPort]) -> String {
+    let elements: BTreeSet<Element> = ports.iter().map(routed_port_element).collect();
+    element_lines("delete", &elements, |e| e.key.clone())
+}
+
+fn routed_port_element(routed: &RoutedPort) -> Element {
+    let set = if routed.address.is_ipv6() { ROUTED6 } else { ROUTED4 };
+    Element { set, key: format!("{} . {} . {}", routed.address, routed.protocol, routed.port), value: None }
 }
 
 fn dnats_elements(dnats: &[Dnat]) -> Result<BTreeSet<Element>, FirewallError> {

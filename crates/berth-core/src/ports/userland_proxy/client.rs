@@ -2,7 +2,7 @@
 //! that survived a berthd restart), and speaks its control protocol (berth_types::ProxyRequest)
 //! over a SOCK_SEQPACKET unix socket, passing host sockets with SCM_RIGHTS. Calls block briefly
 //! (the proxy answers at once); async callers wrap them in `block_in_place`. It decides nothing
-//! about which sockets to serve; the controller does.
+//! about which sockets to serve; the publisher beside it does.
 
 use std::fs::OpenOptions;
 use std::io;
