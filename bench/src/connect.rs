@@ -63,7 +63,11 @@ async fn main() -> Result<()> {
     let (mut create, mut connect, mut disconnect, mut remove) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let names: Vec<String> = (0..args.count).map(|i| format!("bench-{i}")).collect();
     for name in &names {
-        let request = SandboxCreate { name: name.clone(), network_mode: "bench-home".into(), ..Default::default() };
+        let request = SandboxCreate {
+            name: name.clone(),
+            network_mode: Some(berth_types::NetworkMode::Network("bench-home".into())),
+            ..Default::default()
+        };
         timed(&mut create, client.post(&route(&["sandboxes"]), &request)).await?;
     }
     for name in &names {

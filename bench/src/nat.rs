@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use berth::client::{route, Client};
 use berth_bench::{ms, open_fds, percentile, status_kib};
-use berth_types::{IpamConfig, NetworkCreate, PortsChange, SandboxCreate, Version};
+use berth_types::{IpamConfig, NetworkCreate, PortProtocol, PortRange, PortSpec, PortsChange, SandboxCreate, Version};
 use clap::Parser;
 use serde_json::json;
 
@@ -70,7 +70,11 @@ async fn main() -> Result<()> {
     client.post(&route(&["networks"]), &network).await?;
     let names: Vec<String> = (0..args.sandboxes.max(1)).map(|i| format!("bench-many-{i}")).collect();
     for name in &names {
-        let sandbox = SandboxCreate { name: name.clone(), network_mode: "bench-many".into(), ..Default::default() };
+        let sandbox = SandboxCreate {
+            name: name.clone(),
+            network_mode: Some(berth_types::NetworkMode::Network("bench-many".into())),
+            ..Default::default()
+        };
         client.post(&route(&["sandboxes"]), &sandbox).await?;
     }
     let paths: Vec<String> = names.iter().map(|name| route(&["sandboxes", name, "ports"])).collect();
@@ -82,7 +86,10 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     for i in 0..args.count {
         let port = args.first_port + i as u16;
-        let change = PortsChange { ports: vec![format!("{port}:{port}")] };
+        let ports = PortRange::single(port);
+        let spec =
+            PortSpec { host_ip: None, host_ports: Some(ports), container_ports: ports, protocol: PortProtocol::Tcp };
+        let change = PortsChange { ports: vec![spec] };
         let start = Instant::now();
         let answer = client.post(&paths[i % paths.len()], &change).await;
         let took = start.elapsed();

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use berth::client::{route, Client};
 use berth_bench::{open_fds, percentile, status_kib, us};
-use berth_types::{PortsChange, Version};
+use berth_types::{PortSpec, PortsChange, Version};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -437,7 +437,7 @@ async fn publish(socket: &std::path::Path, sandbox: &str, spec: &str) -> Result<
     let client = Client::new(socket);
     let version: Version = serde_json::from_value(client.get(&route(&["version"])).await?)?;
     let before = snapshot(version.pid);
-    let change = PortsChange { ports: vec![spec.to_owned()] };
+    let change = PortsChange { ports: vec![PortSpec::parse(spec).map_err(anyhow::Error::msg)?] };
     let start = Instant::now();
     let answer = client.post(&route(&["sandboxes", sandbox, "ports"]), &change).await;
     let took = start.elapsed();

@@ -7,6 +7,6 @@ pub mod controller;
 pub mod error;
 mod firewall;
 pub mod host;
-mod ids;
+pub mod ids;
 pub mod ports;
 mod sandbox_files;

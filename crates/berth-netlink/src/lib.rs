@@ -98,26 +98,6 @@ pub fn format_mac(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
-/// `aa:bb:cc:dd:ee:ff` (or with `-`) as bytes; None when it is not six hex pairs.
-pub fn parse_mac(text: &str) -> Option<[u8; 6]> {
-    let mut bytes = [0u8; 6];
-    let mut parts = text.split([':', '-']);
-    for byte in &mut bytes {
-        let part = parts.next()?;
-        if part.len() != 2 {
-            return None;
-        }
-        *byte = u8::from_str_radix(part, 16).ok()?;
-    }
-    parts.next().is_none().then_some(bytes)
-}
-
-/// Docker's MAC for an endpoint: 02:42 followed by the four bytes of its IPv4 address.
-pub fn mac_from_ipv4(addr: Ipv4Addr) -> [u8; 6] {
-    let [a, b, c, d] = addr.octets();
-    [0x02, 0x42, a, b, c, d]
-}
-
 /// The sandbox end of a veth pair, created directly inside the sandbox's namespace.
 #[derive(Debug)]
 pub struct VethPeer<'a> {

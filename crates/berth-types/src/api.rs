@@ -2,7 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
+
+use crate::{optional_text, MacAddress, NetworkMode, PortSpec};
 
 /// API version prefix of every route.
 pub const API_PREFIX: &str = "/v1";
@@ -99,16 +103,16 @@ pub struct PruneReport {
 pub struct NetworkConnect {
     /// Sandbox name or id.
     pub container: String,
-    #[serde(rename = "IPv4Address", skip_serializing_if = "Option::is_none")]
-    pub ipv4_address: Option<String>,
-    #[serde(rename = "IPv6Address", skip_serializing_if = "Option::is_none")]
-    pub ipv6_address: Option<String>,
+    #[serde(rename = "IPv4Address", with = "optional_text", skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<IpAddr>,
+    #[serde(rename = "IPv6Address", with = "optional_text", skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<IpAddr>,
     /// Further names of the sandbox on this network (kept for DNS).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
     /// The endpoint's MAC address (`--mac-address`); derived from the IPv4 address when absent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mac_address: Option<String>,
+    #[serde(with = "optional_text", skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<MacAddress>,
 }
 
 /// Body of `POST /v1/networks/{network}/disconnect`.
@@ -124,25 +128,27 @@ pub struct NetworkDisconnect {
 pub struct SandboxCreate {
     /// Generated (adjective_noun style) when empty.
     pub name: String,
-    /// A network name or id, or `host`, `none`, `container:NAME`; `bridge` when empty.
-    pub network_mode: String,
-    #[serde(rename = "IPv4Address", skip_serializing_if = "Option::is_none")]
-    pub ipv4_address: Option<String>,
-    #[serde(rename = "IPv6Address", skip_serializing_if = "Option::is_none")]
-    pub ipv6_address: Option<String>,
+    /// A network name or id, or `host`, `none`, `container:NAME`; the default network when
+    /// absent or empty.
+    #[serde(with = "optional_text", skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<NetworkMode>,
+    #[serde(rename = "IPv4Address", with = "optional_text", skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<IpAddr>,
+    #[serde(rename = "IPv6Address", with = "optional_text", skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<IpAddr>,
     /// MAC address of the sandbox's endpoint on its network (`--mac-address`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mac_address: Option<String>,
+    #[serde(with = "optional_text", skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<MacAddress>,
     /// Defaults to the first 12 characters of the id.
     pub hostname: String,
     /// Set by `berth attach`: the namespace another runtime made (`/proc/PID/ns/net`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub netns: Option<String>,
     pub auto_remove: bool,
-    /// `-p` specs, as the user wrote them.
-    pub ports: Vec<String>,
+    /// `-p` specs, written as the user wrote them.
+    pub ports: Vec<PortSpec>,
     /// Container ports (`--expose 80/tcp`) that `PublishAll` (`-P`) publishes on random ports.
-    pub expose: Vec<String>,
+    pub expose: Vec<PortSpec>,
     pub publish_all: bool,
     /// Further names of the sandbox on its network (`--network-alias`).
     pub aliases: Vec<String>,
@@ -162,7 +168,7 @@ pub struct SandboxCreate {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct PortsChange {
-    pub ports: Vec<String>,
+    pub ports: Vec<PortSpec>,
 }
 
 /// Body of `POST /v1/sandboxes/{sandbox}/processes`: a process now runs in the sandbox.
@@ -179,6 +185,12 @@ pub struct ProcessRegister {
 pub struct SandboxState {
     pub running: bool,
     pub pids: Vec<u32>,
+    /// The main process (`berth run`'s command), as registered, whether it still runs or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub main_pid: Option<u32>,
+    /// Whether a process was ever registered: a sandbox that has none running has exited.
+    #[serde(default)]
+    pub started: bool,
 }
 
 /// One network of a sandbox (Docker's `NetworkSettings.Networks[name]`).

@@ -278,10 +278,10 @@ pub struct EndpointConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct EndpointIpamConfig {
-    #[serde(rename = "IPv4Address", skip_serializing_if = "Option::is_none")]
-    pub ipv4_address: Option<String>,
-    #[serde(rename = "IPv6Address", skip_serializing_if = "Option::is_none")]
-    pub ipv6_address: Option<String>,
+    #[serde(rename = "IPv4Address", with = "crate::optional_text", skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<std::net::IpAddr>,
+    #[serde(rename = "IPv6Address", with = "crate::optional_text", skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<std::net::IpAddr>,
 }
 
 /// `{}`: the value of each key of Docker's `ExposedPorts`.
@@ -489,6 +489,6 @@ mod tests {
         let body = r#"{"Container":"web","EndpointConfig":{"IPAMConfig":{"IPv4Address":"10.1.0.5"},"Aliases":null,"Links":null}}"#;
         let request: DockerNetworkConnect = serde_json::from_str(body).unwrap();
         let ipam = request.endpoint_config.unwrap().ipam_config.unwrap();
-        assert_eq!(ipam.ipv4_address.as_deref(), Some("10.1.0.5"));
+        assert_eq!(ipam.ipv4_address, Some("10.1.0.5".parse().unwrap()));
     }
 }

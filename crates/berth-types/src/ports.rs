@@ -58,7 +58,10 @@ impl fmt::Display for PortRange {
 }
 
 /// One `-p` request as the user wrote it, parsed. `host_ports` None means "pick free ports".
+/// The API carries it as the text the user wrote ([`PortSpec::parse`] reads it, `Display`
+/// writes it back), so a bad spec is refused where the request is read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct PortSpec {
     pub host_ip: Option<IpAddr>,
     pub host_ports: Option<PortRange>,
@@ -132,6 +135,44 @@ impl PortSpec {
     }
 }
 
+impl fmt::Display for PortSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.host_ip {
+            Some(IpAddr::V6(ip)) => write!(f, "[{ip}]:")?,
+            Some(IpAddr::V4(ip)) => write!(f, "{ip}:")?,
+            None => {}
+        }
+        match self.host_ports {
+            Some(ports) => write!(f, "{ports}:")?,
+            None if self.host_ip.is_some() => write!(f, ":")?,
+            None => {}
+        }
+        write!(f, "{}/{}", self.container_ports, self.protocol)
+    }
+}
+
+impl std::str::FromStr for PortSpec {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::parse(text)
+    }
+}
+
+impl TryFrom<String> for PortSpec {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, String> {
+        Self::parse(&text)
+    }
+}
+
+impl From<PortSpec> for String {
+    fn from(spec: PortSpec) -> Self {
+        spec.to_string()
+    }
+}
+
 /// A published port range as berthd keeps it: host ports are always concrete here.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PortMapping {
@@ -194,6 +235,21 @@ mod tests {
 
     fn spec(s: &str) -> PortSpec {
         PortSpec::parse(s).unwrap()
+    }
+
+    #[test]
+    fn specs_print_as_they_parse() {
+        for text in
+            ["80/tcp", "8080:80/udp", "127.0.0.1::443/tcp", "[::1]:9090-9091:90-91/sctp", "10.0.0.1:7000:70/tcp"]
+        {
+            assert_eq!(spec(text).to_string(), text);
+        }
+        assert_eq!(spec("8080:80").to_string(), "8080:80/tcp", "the protocol is written out");
+        let json = serde_json::to_string(&spec("[::1]:53:53/udp")).unwrap();
+        assert_eq!(json, r#""[::1]:53:53/udp""#);
+        assert_eq!(serde_json::from_str::<PortSpec>(&json).unwrap(), spec("[::1]:53:53/udp"));
+        let bad = serde_json::from_str::<PortSpec>(r#""80/icmp""#).unwrap_err().to_string();
+        assert!(bad.contains("invalid protocol \"icmp\""), "{bad}");
     }
 
     #[test]

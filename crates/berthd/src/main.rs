@@ -4,6 +4,7 @@
 //! restart.
 
 mod api;
+mod docker;
 
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;

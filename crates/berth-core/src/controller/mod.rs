@@ -4,7 +4,6 @@
 //! they were. It is the only code that writes the store; one lock serialises all commands.
 
 mod dns;
-mod docker;
 mod events;
 mod networks;
 mod ports;
@@ -35,6 +34,7 @@ use crate::host::{Host, RootHost};
 use crate::ports::{PortTable, ProxyClient};
 
 pub use dns::upstreams_of;
+pub use events::Subscription;
 pub use reconcile::DefaultNetwork;
 
 /// Where the daemon keeps its state and runtime files.
@@ -243,8 +243,35 @@ impl Backends {
     }
 }
 
+impl Controller {
+    /// berthd's engine id (see [`engine_id`]).
+    pub fn engine_id(&self) -> String {
+        engine_id(&self.paths.data_root)
+    }
+
+    /// Where berthd keeps its state (`--data-root`).
+    pub fn data_root(&self) -> &Path {
+        &self.paths.data_root
+    }
+
+    /// The event bus's kept events and a receiver of new ones (`GET /events`).
+    pub fn subscribe_events(&self) -> Subscription {
+        self.events.subscribe()
+    }
+
+    /// How many event streams are open.
+    pub fn event_subscribers(&self) -> usize {
+        self.events.subscribers()
+    }
+
+    /// Ends every event stream, so a stopping daemon does not wait for clients listening to them.
+    pub fn end_event_streams(&self) {
+        self.events.close();
+    }
+}
+
 /// berthd's engine id: stable for one data root on one host, as Docker's is (64 hex digits).
-pub(crate) fn engine_id(data_root: &Path) -> String {
+fn engine_id(data_root: &Path) -> String {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     hex::encode(Sha256::digest(format!("{}\n{}", hostname.trim(), data_root.display())))
 }

@@ -223,12 +223,16 @@ impl Controller {
     }
 
     /// Removes the user networks without endpoints that `selected` picks.
-    pub(super) async fn prune_networks_where(&self, selected: impl Fn(&NetworkRecord) -> bool) -> Result<PruneReport> {
+    pub async fn prune_networks_where(&self, selected: impl Fn(&Network) -> bool) -> Result<PruneReport> {
         let mut state = self.state.lock().await;
         let unused: Vec<NetworkRecord> = state
             .networks
             .values()
-            .filter(|n| n.name != DEFAULT_NETWORK && state.endpoints_on(&n.id).next().is_none() && selected(n))
+            .filter(|n| {
+                n.name != DEFAULT_NETWORK
+                    && state.endpoints_on(&n.id).next().is_none()
+                    && selected(&state.network_view(n))
+            })
             .cloned()
             .collect();
         let mut report = PruneReport::default();

@@ -2,7 +2,7 @@
 //! upkeep. What publishing does in the kernel and the proxy is the port publishers' (crate::ports);
 //! the controller decides which mappings a sandbox has and commits them.
 
-use berth_types::{PortMapping, PortSpec, PortsChange, Sandbox};
+use berth_types::{PortMapping, PortsChange, Sandbox};
 
 use super::{Controller, State};
 use crate::error::{Error, Result};
@@ -32,8 +32,7 @@ impl Controller {
         let mut state = self.state.lock().await;
         let mut sandbox = state.sandbox(key)?.clone();
         let mut removed = Vec::new();
-        for text in &change.ports {
-            let spec = PortSpec::parse(text).map_err(Error::BadRequest)?;
+        for spec in &change.ports {
             let matching = |m: &PortMapping| {
                 m.protocol == spec.protocol
                     && m.container_ports == spec.container_ports
@@ -44,7 +43,7 @@ impl Controller {
             removed.extend(sandbox.ports.iter().filter(|m| matching(m)).cloned());
             sandbox.ports.retain(|m| !matching(m));
             if sandbox.ports.len() == before {
-                return Err(Error::NotFound(format!("sandbox {} does not publish {text}", sandbox.name)));
+                return Err(Error::NotFound(format!("sandbox {} does not publish {spec}", sandbox.name)));
             }
         }
         // Store first: what the publishers then fail to remove is dropped by a full apply.

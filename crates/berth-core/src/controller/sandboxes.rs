@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use berth_store::Change;
 use berth_sys::process_identity::{descends_from, proc_stat, PinnedProcess};
 use berth_types::{
-    validate_name, EndpointDriverState, EndpointRecord, NetworkConnect, NetworkDisconnect, NetworkRecord,
-    ProcessRecord, ProcessRegister, RequestedAddresses, Sandbox, SandboxCreate, SandboxMode, SandboxRecord,
-    DEFAULT_NETWORK,
+    validate_name, EndpointDriverState, EndpointRecord, MacAddress, NetworkConnect, NetworkDisconnect, NetworkMode,
+    NetworkRecord, ProcessRecord, ProcessRegister, RequestedAddresses, Sandbox, SandboxCreate, SandboxMode,
+    SandboxRecord, DEFAULT_NETWORK,
 };
 use ipnet::{Ipv4Net, Ipv6Net};
 use nix::sys::signal::Signal;
@@ -30,12 +30,6 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How long a `--rm` sandbox may wait for its main process to be registered (the CLI does it
 /// right after creating the sandbox) before it is taken for abandoned and removed.
 const MAIN_PROCESS_GRACE: Duration = Duration::from_secs(10);
-
-fn parse_ip(text: Option<&str>) -> Result<Option<IpAddr>> {
-    text.filter(|t| !t.is_empty())
-        .map(|t| t.parse().map_err(|_| Error::BadRequest(format!("invalid IP address {t:?}"))))
-        .transpose()
-}
 
 /// Registered processes of `sandbox` that still run in its namespace, each pinned so that a
 /// signal reaches it and never a process that got its pid later.
@@ -101,25 +95,7 @@ fn identify_process(sandbox: &SandboxRecord, pid: u32, caller: Option<u32>) -> R
 struct WantedEndpoint {
     ipv4: Option<IpAddr>,
     ipv6: Option<IpAddr>,
-    mac: Option<[u8; 6]>,
-}
-
-/// A requested MAC address: six hex pairs, unicast (the low bit of the first byte clear) and
-/// not all zeros.
-fn parse_requested_mac(text: Option<&str>) -> Result<Option<[u8; 6]>> {
-    let Some(text) = text.filter(|t| !t.is_empty()) else { return Ok(None) };
-    let mac = berth_netlink::parse_mac(text).ok_or_else(|| {
-        Error::BadRequest(format!("invalid MAC address {text:?}: expected six hex pairs such as 02:42:0a:00:00:05"))
-    })?;
-    if mac[0] & 1 == 1 {
-        return Err(Error::BadRequest(format!(
-            "invalid MAC address {text}: a multicast address cannot be an endpoint's"
-        )));
-    }
-    if mac == [0; 6] {
-        return Err(Error::BadRequest(format!("invalid MAC address {text}: all zeros")));
-    }
-    Ok(Some(mac))
+    mac: Option<MacAddress>,
 }
 
 /// A sandbox being made: what must be undone if a later step fails.
@@ -157,9 +133,8 @@ impl Controller {
         let id = ids::new_id();
         let hostname = if request.hostname.is_empty() { id[..12].to_owned() } else { request.hostname.clone() };
         validate_name("hostname", &hostname).map_err(Error::BadRequest)?;
-        let ipv4 = parse_ip(request.ipv4_address.as_deref())?;
-        let ipv6 = parse_ip(request.ipv6_address.as_deref())?;
-        let mac = parse_requested_mac(request.mac_address.as_deref())?;
+        let (ipv4, ipv6) = (request.ipv4_address, request.ipv6_address);
+        let mac = request.mac_address;
         let dns_servers = request
             .dns
             .iter()
@@ -173,21 +148,29 @@ impl Controller {
         let host_gateway = state.network(DEFAULT_NETWORK).ok().and_then(|n| n.subnet_v4()).map(|s| s.gateway);
         let extra_hosts = parse_extra_hosts(&request.extra_hosts, host_gateway)?;
 
-        let mode_text = request.network_mode.as_str();
-        let (mode, netns_path, network) = match (request.netns.as_deref(), mode_text) {
-            (Some(path), _) => {
+        let mode_text = request.network_mode.as_ref().map(ToString::to_string).unwrap_or_default();
+        let network_of = |network: Option<&str>| state.network(network.unwrap_or(DEFAULT_NETWORK)).cloned();
+        let (mode, netns_path, network) = match (request.netns.as_deref(), &request.network_mode) {
+            (Some(path), mode) => {
                 check_attachable(&state, &self.host.netns_path(), path)?;
-                let network = state.network(if mode_text.is_empty() { DEFAULT_NETWORK } else { mode_text })?.clone();
+                let network = match mode {
+                    None | Some(NetworkMode::Network(_)) => network_of(mode.as_ref().and_then(NetworkMode::network))?,
+                    Some(other) => {
+                        return Err(Error::BadRequest(format!(
+                            "an attached namespace joins a network, not network mode {other}"
+                        )))
+                    }
+                };
                 (SandboxMode::Attached, path.to_owned(), Some(network))
             }
-            (None, "host") => (SandboxMode::Host, self.host.netns_path(), None),
-            (None, "none") => (SandboxMode::None, self.netns_path_for(&id), None),
-            (None, other) if other.starts_with("container:") => {
-                let target = state.sandbox(&other["container:".len()..])?;
+            (None, Some(NetworkMode::Host)) => (SandboxMode::Host, self.host.netns_path(), None),
+            (None, Some(NetworkMode::None)) => (SandboxMode::None, self.netns_path_for(&id), None),
+            (None, Some(NetworkMode::Container(target))) => {
+                let target = state.sandbox(target)?;
                 (SandboxMode::Container(target.id.clone()), target.netns_path.clone(), None)
             }
-            (None, other) => {
-                let network = state.network(if other.is_empty() { DEFAULT_NETWORK } else { other })?.clone();
+            (None, mode @ (None | Some(NetworkMode::Network(_)))) => {
+                let network = network_of(mode.as_ref().and_then(NetworkMode::network))?;
                 (SandboxMode::Bridge, self.netns_path_for(&id), Some(network))
             }
         };
@@ -321,9 +304,7 @@ impl Controller {
         wanted: WantedEndpoint,
     ) -> Result<EndpointRecord> {
         let WantedEndpoint { ipv4, ipv6, mac } = wanted;
-        let taken = mac
-            .map(|m| berth_netlink::format_mac(&m))
-            .filter(|m| state.endpoints_on(&network.id).any(|(_, e)| &e.mac == m));
+        let taken = mac.map(|m| m.to_string()).filter(|m| state.endpoints_on(&network.id).any(|(_, e)| &e.mac == m));
         if let Some(mac) = taken {
             return Err(Error::Conflict(format!("MAC address {mac} is already in use on network {}", network.name)));
         }
@@ -397,10 +378,10 @@ impl Controller {
         // The MAC asked for, else Docker's 02:42 + IPv4 address unless an endpoint has that one
         // (asked for); else, and without IPv4, the kernel picks one.
         endpoint.mac = match mac {
-            Some(mac) => berth_netlink::format_mac(&mac),
+            Some(mac) => mac.to_string(),
             None => endpoint
                 .ipv4
-                .map(|a| berth_netlink::format_mac(&berth_netlink::mac_from_ipv4(a.addr())))
+                .map(|a| MacAddress::from_ipv4(a.addr()).to_string())
                 .filter(|derived| !state.endpoints_on(&network.id).any(|(_, e)| &e.mac == derived))
                 .unwrap_or_default(),
         };
@@ -452,11 +433,8 @@ impl Controller {
                 sandbox.name, network.name
             )));
         }
-        let wanted = WantedEndpoint {
-            ipv4: parse_ip(request.ipv4_address.as_deref())?,
-            ipv6: parse_ip(request.ipv6_address.as_deref())?,
-            mac: parse_requested_mac(request.mac_address.as_deref())?,
-        };
+        let wanted =
+            WantedEndpoint { ipv4: request.ipv4_address, ipv6: request.ipv6_address, mac: request.mac_address };
         if !request.aliases.is_empty() {
             check_aliases(Some(&network), &request.aliases)?;
         }

@@ -14,7 +14,8 @@ use berth_drivers::{DriverError, DriverFuture, Drivers, NetworkDriver};
 use berth_firewall::{Dnat, Firewall, FirewallError, NetworkPolicy, RoutedPort, Ruleset};
 use berth_netlink::Link;
 use berth_types::{
-    EndpointRecord, IpamConfig, NetworkCreate, NetworkRecord, PortProtocol, PortsChange, SandboxCreate, BRIDGE_DRIVER,
+    EndpointRecord, IpamConfig, NetworkCreate, NetworkRecord, PortProtocol, PortSpec, PortsChange, SandboxCreate,
+    BRIDGE_DRIVER,
 };
 use ipnet::IpNet;
 use socket2::{Domain, Socket, Type};
@@ -387,13 +388,13 @@ fn create(name: &str, subnet: &str) -> NetworkCreate {
 fn sandbox(name: &str, ports: &[&str]) -> SandboxCreate {
     SandboxCreate {
         name: name.into(),
-        ports: ports.iter().map(|p| (*p).to_owned()).collect(),
+        ports: ports.iter().map(|p| PortSpec::parse(p).unwrap()).collect(),
         ..SandboxCreate::default()
     }
 }
 
 fn ports(specs: &[&str]) -> PortsChange {
-    PortsChange { ports: specs.iter().map(|p| (*p).to_owned()).collect() }
+    PortsChange { ports: specs.iter().map(|p| PortSpec::parse(p).unwrap()).collect() }
 }
 
 fn strings(items: &[&str]) -> BTreeSet<String> {

@@ -2,6 +2,7 @@
 //! live processes, in Docker's shapes.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use berth_types::{
     port_map, EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, Network, NetworkContainer, NetworkRecord,
@@ -89,8 +90,8 @@ impl State {
                     interface: endpoint.interface.clone(),
                     aliases: endpoint.aliases.clone(),
                     ipam_config: (endpoint.requested != RequestedAddresses::default()).then(|| EndpointIpamConfig {
-                        ipv4_address: endpoint.requested.ipv4.map(|a| a.to_string()),
-                        ipv6_address: endpoint.requested.ipv6.map(|a| a.to_string()),
+                        ipv4_address: endpoint.requested.ipv4.map(IpAddr::V4),
+                        ipv6_address: endpoint.requested.ipv6.map(IpAddr::V6),
                     }),
                     gateway: endpoint.gateway4.map(|g| g.to_string()).unwrap_or_default(),
                     ip_address: endpoint.ipv4.map(|a| a.addr().to_string()).unwrap_or_default(),
@@ -109,7 +110,12 @@ impl State {
             created: sandbox.created.clone(),
             hostname: sandbox.hostname.clone(),
             network_mode: self.mode_text(sandbox),
-            state: SandboxState { running: !pids.is_empty(), pids },
+            state: SandboxState {
+                running: !pids.is_empty(),
+                pids,
+                main_pid: sandbox.main_pid,
+                started: sandbox.main_pid.is_some() || !sandbox.processes.is_empty(),
+            },
             auto_remove: sandbox.auto_remove,
             dns: sandbox.dns_servers.iter().map(ToString::to_string).collect(),
             dns_search: sandbox.dns_search.clone(),

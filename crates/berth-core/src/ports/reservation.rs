@@ -89,19 +89,13 @@ fn clash(a: &PortMapping, b: &PortMapping) -> bool {
 
 /// The port specs of a request: `ports` (`-p`), and with `publish_all` (`-P`) also `expose`,
 /// which must name container ports only.
-pub fn port_specs(ports: &[String], expose: &[String], publish_all: bool) -> Result<Vec<PortSpec>> {
-    let mut specs = Vec::new();
-    for text in ports {
-        specs.push(PortSpec::parse(text).map_err(Error::BadRequest)?);
-    }
+pub fn port_specs(ports: &[PortSpec], expose: &[PortSpec], publish_all: bool) -> Result<Vec<PortSpec>> {
+    let mut specs = ports.to_vec();
     if publish_all {
-        for text in expose {
-            let spec = PortSpec::parse(text).map_err(Error::BadRequest)?;
-            if spec.host_ip.is_some() || spec.host_ports.is_some() {
-                return Err(Error::BadRequest(format!("--expose takes container ports only, not {text:?}")));
-            }
-            specs.push(spec);
+        if let Some(spec) = expose.iter().find(|s| s.host_ip.is_some() || s.host_ports.is_some()) {
+            return Err(Error::BadRequest(format!("--expose takes container ports only, not \"{spec}\"")));
         }
+        specs.extend_from_slice(expose);
     }
     Ok(specs)
 }

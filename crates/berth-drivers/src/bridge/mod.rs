@@ -11,9 +11,9 @@ use std::fs::File;
 use std::path::Path;
 
 use berth_firewall::NetworkPolicy;
-use berth_netlink::{parse_mac, Link, Netlink, VethPeer, VethSettings};
+use berth_netlink::{Link, Netlink, VethPeer, VethSettings};
 use berth_types::{
-    validate_interface_name, BridgeOptions, EndpointRecord, NetworkRecord, BRIDGE_DRIVER, HOST_VETH_PREFIX,
+    validate_interface_name, BridgeOptions, EndpointRecord, MacAddress, NetworkRecord, BRIDGE_DRIVER, HOST_VETH_PREFIX,
     LINK_ALIAS_MARK, OPTION_BRIDGE_NAME,
 };
 use ipnet::IpNet;
@@ -140,7 +140,7 @@ impl BridgeDriver {
                 VethPeer {
                     name: &endpoint.interface,
                     // The controller chose it; empty lets the kernel pick one.
-                    mac: parse_mac(&endpoint.mac),
+                    mac: endpoint.mac.parse::<MacAddress>().ok().map(MacAddress::octets),
                     netns: &netns_file,
                 },
                 VethSettings { mtu: options.mtu, isolated: !options.enable_icc },

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
-use berth_types::{IpamConfig, Network, NetworkConnect, NetworkCreate, NetworkDisconnect, PruneReport};
+use berth_types::{IpamConfig, MacAddress, Network, NetworkConnect, NetworkCreate, NetworkDisconnect, PruneReport};
 use clap::{Args, Subcommand};
 use ipnet::IpNet;
 
@@ -87,7 +87,7 @@ pub struct ConnectArgs {
     ip6: Option<Ipv6Addr>,
     /// MAC address of the sandbox on this network (unicast, unused there)
     #[arg(long, value_name = "MAC")]
-    mac_address: Option<String>,
+    mac_address: Option<MacAddress>,
     /// A further name of the sandbox on this network, for the embedded DNS (repeatable;
     /// `--network-alias` as with `berth run`)
     #[arg(long = "alias", visible_alias = "network-alias", value_name = "NAME")]
@@ -133,8 +133,8 @@ pub async fn execute(client: &Client, format: Format, command: NetworkCommand) -
         NetworkCommand::Connect(args) => {
             let request = NetworkConnect {
                 container: args.sandbox,
-                ipv4_address: args.ip.map(|ip| ip.to_string()),
-                ipv6_address: args.ip6.map(|ip| ip.to_string()),
+                ipv4_address: args.ip.map(IpAddr::V4),
+                ipv6_address: args.ip6.map(IpAddr::V6),
                 aliases: args.aliases,
                 mac_address: args.mac_address,
             };

@@ -45,7 +45,7 @@ struct PortsChangeArgs {
     sandbox: String,
     /// [HOSTIP:][HOSTPORT[-END]:]CPORT[-END][/PROTO], as `run -p` takes it
     #[arg(required = true, value_name = "SPEC", value_parser = parse_publish_spec)]
-    specs: Vec<String>,
+    specs: Vec<PortSpec>,
 }
 
 /// One port inside the sandbox with its protocol; its text (`80/tcp`) is its key in
@@ -62,18 +62,18 @@ impl fmt::Display for ContainerPort {
     }
 }
 
-/// A `-p` spec (and a `port add` or `port rm` spec): checked with berth's parser, kept as typed.
-pub fn parse_publish_spec(text: &str) -> Result<String, String> {
-    PortSpec::parse(text).map(|_| text.to_owned())
+/// A `-p` spec (and a `port add` or `port rm` spec), parsed with berth's parser.
+pub fn parse_publish_spec(text: &str) -> Result<PortSpec, String> {
+    PortSpec::parse(text)
 }
 
-/// An `--expose` value, `PORT[-END][/PROTO]`: container ports only, kept as typed.
-pub fn parse_expose_spec(text: &str) -> Result<String, String> {
+/// An `--expose` value, `PORT[-END][/PROTO]`: container ports only.
+pub fn parse_expose_spec(text: &str) -> Result<PortSpec, String> {
     let spec = PortSpec::parse(text)?;
     if text.contains(':') || spec.host_ports.is_some() || spec.host_ip.is_some() {
         return Err(format!("{text:?} names host ports: --expose takes PORT[-END][/PROTO]"));
     }
-    Ok(text.to_owned())
+    Ok(spec)
 }
 
 /// The `CPORT[/PROTO]` of `berth port SANDBOX CPORT`.
@@ -331,12 +331,12 @@ mod tests {
         assert_eq!(args.sandbox, None);
         let (path, change) = change_request(&args.command.unwrap());
         assert_eq!(path, "/v1/sandboxes/web/ports");
-        assert_eq!(change.ports, ["8080:80", "9090:90/udp"]);
+        assert_eq!(change.ports, [PortSpec::parse("8080:80").unwrap(), PortSpec::parse("9090:90/udp").unwrap()]);
 
         let args = parse("rm web 8080:80").unwrap();
         let (path, change) = change_request(&args.command.unwrap());
         assert_eq!(path, "/v1/sandboxes/web/ports/remove");
-        assert_eq!(change.ports, ["8080:80"]);
+        assert_eq!(change.ports, [PortSpec::parse("8080:80").unwrap()]);
 
         assert!(parse("add web").is_err(), "a spec is required");
         let error = parse("add web 8080:x").unwrap_err();
@@ -346,8 +346,8 @@ mod tests {
 
     #[test]
     fn expose_takes_container_ports_only() {
-        assert_eq!(parse_expose_spec("80").unwrap(), "80");
-        assert_eq!(parse_expose_spec("7000-7002/udp").unwrap(), "7000-7002/udp");
+        assert_eq!(parse_expose_spec("80").unwrap().to_string(), "80/tcp");
+        assert_eq!(parse_expose_spec("7000-7002/udp").unwrap().to_string(), "7000-7002/udp");
         assert!(parse_expose_spec("8080:80").is_err());
         assert!(parse_expose_spec(":80").is_err());
         assert!(parse_expose_spec("80/icmp").is_err());

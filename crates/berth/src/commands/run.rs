@@ -6,14 +6,12 @@
 //! does not decide how the sandbox is networked (berthd does).
 
 use std::ffi::OsString;
-use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::{Child, ExitCode};
-use std::str::FromStr;
 
 use anyhow::{bail, Context, Result};
 use berth_sys::process::{ProcessError, SandboxCommand};
-use berth_types::{ProcessRegister, Sandbox, SandboxCreate};
+use berth_types::{MacAddress, NetworkMode, PortSpec, ProcessRegister, Sandbox, SandboxCreate};
 use clap::Args;
 
 use crate::client::{decode, route, Client};
@@ -23,51 +21,6 @@ use crate::output::{print_json, Format};
 
 /// The network mode berthd reports for a sandbox in the host's namespace.
 const HOST_MODE: &str = "host";
-const NONE_MODE: &str = "none";
-const CONTAINER_MODE_PREFIX: &str = "container:";
-
-/// The value of `--network`: a network name or id, or one of docker's modes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum NetworkMode {
-    Network(String),
-    /// The host's network namespace.
-    Host,
-    /// A namespace of its own with only `lo`.
-    None,
-    /// The namespace of another sandbox, by name or id.
-    Container(String),
-}
-
-impl FromStr for NetworkMode {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        if let Some(sandbox) = text.strip_prefix(CONTAINER_MODE_PREFIX) {
-            if sandbox.is_empty() {
-                return Err("container: needs the name or id of a sandbox".to_owned());
-            }
-            return Ok(NetworkMode::Container(sandbox.to_owned()));
-        }
-        Ok(match text {
-            "" => return Err("a network name must not be empty".to_owned()),
-            HOST_MODE => NetworkMode::Host,
-            NONE_MODE => NetworkMode::None,
-            network => NetworkMode::Network(network.to_owned()),
-        })
-    }
-}
-
-impl fmt::Display for NetworkMode {
-    /// The `NetworkMode` of the API, which is also what the user typed.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NetworkMode::Network(network) => f.write_str(network),
-            NetworkMode::Host => f.write_str(HOST_MODE),
-            NetworkMode::None => f.write_str(NONE_MODE),
-            NetworkMode::Container(sandbox) => write!(f, "{CONTAINER_MODE_PREFIX}{sandbox}"),
-        }
-    }
-}
 
 /// `--ip`, `--ip6`, `-p` and `-P` are about the sandbox's own endpoint, which only a network
 /// gives it (no `--network` means the default network); `flags` names them in the error.
@@ -96,16 +49,16 @@ pub struct RunArgs {
     ip6: Option<Ipv6Addr>,
     /// MAC address on the network (unicast, unused there; default: 02:42 and the IPv4 address)
     #[arg(long, value_name = "MAC")]
-    mac_address: Option<String>,
+    mac_address: Option<MacAddress>,
     /// Publish container ports on the host: [HOSTIP:][HOSTPORT[-END]:]CPORT[-END][/PROTO]
     #[arg(short = 'p', long = "publish", value_name = "SPEC", value_parser = parse_publish_spec)]
-    publish: Vec<String>,
+    publish: Vec<PortSpec>,
     /// Publish every --expose port on a free host port
     #[arg(short = 'P', long)]
     publish_all: bool,
     /// Expose container ports for -P to publish: PORT[-END][/PROTO]
     #[arg(long, value_name = "PORT[/PROTO]", value_parser = parse_expose_spec)]
-    expose: Vec<String>,
+    expose: Vec<PortSpec>,
     /// Hostname of the sandbox (the first 12 characters of its id when not given)
     #[arg(long)]
     hostname: Option<String>,
@@ -219,10 +172,10 @@ fn sandbox_create(args: &RunArgs) -> Result<SandboxCreate> {
     }
     Ok(SandboxCreate {
         name: args.name.clone().unwrap_or_default(),
-        network_mode: args.network.as_ref().map(ToString::to_string).unwrap_or_default(),
-        ipv4_address: args.ip.map(|ip| ip.to_string()),
-        ipv6_address: args.ip6.map(|ip| ip.to_string()),
-        mac_address: args.mac_address.clone(),
+        network_mode: args.network.clone(),
+        ipv4_address: args.ip.map(IpAddr::V4),
+        ipv6_address: args.ip6.map(IpAddr::V6),
+        mac_address: args.mac_address,
         hostname: args.hostname.clone().unwrap_or_default(),
         netns: None,
         auto_remove: args.rm,
@@ -332,15 +285,15 @@ mod tests {
         let args = parse("--name web --network n1 --ip 10.10.0.9 --ip6 fd00::9 --hostname www --rm -- true").unwrap();
         let request = sandbox_create(&args).unwrap();
         assert_eq!(request.name, "web");
-        assert_eq!(request.network_mode, "n1");
-        assert_eq!(request.ipv4_address.as_deref(), Some("10.10.0.9"));
-        assert_eq!(request.ipv6_address.as_deref(), Some("fd00::9"));
+        assert_eq!(request.network_mode, Some(NetworkMode::Network("n1".into())));
+        assert_eq!(request.ipv4_address, Some("10.10.0.9".parse().unwrap()));
+        assert_eq!(request.ipv6_address, Some("fd00::9".parse().unwrap()));
         assert_eq!(request.hostname, "www");
         assert_eq!(request.netns, None);
         assert!(request.auto_remove);
 
         let request = sandbox_create(&parse("true").unwrap()).unwrap();
-        assert_eq!(request.network_mode, "", "berthd picks the default network");
+        assert_eq!(request.network_mode, None, "berthd picks the default network");
         assert_eq!(request.ipv4_address, None);
     }
 
@@ -349,7 +302,7 @@ mod tests {
         for mode in ["host", "none", "container:web"] {
             let args = parse(&format!("--network {mode} true")).unwrap();
             let request = sandbox_create(&args).unwrap();
-            assert_eq!(request.network_mode, mode);
+            assert_eq!(request.network_mode.unwrap().to_string(), mode);
         }
         assert!(parse("--network container: true").is_err());
     }
@@ -392,20 +345,6 @@ mod tests {
     }
 
     #[test]
-    fn network_modes_parse_like_dockers() {
-        let parse = |text: &str| text.parse::<NetworkMode>();
-        assert_eq!(parse("host"), Ok(NetworkMode::Host));
-        assert_eq!(parse("none"), Ok(NetworkMode::None));
-        assert_eq!(parse("n1"), Ok(NetworkMode::Network("n1".into())));
-        assert_eq!(parse("container:web"), Ok(NetworkMode::Container("web".into())));
-        assert!(parse("container:").is_err());
-        assert!(parse("").is_err());
-        for text in ["host", "none", "n1", "container:web"] {
-            assert_eq!(parse(text).unwrap().to_string(), text);
-        }
-    }
-
-    #[test]
     fn addresses_and_published_ports_need_a_network() {
         let request = |command_line: &str| sandbox_create(&parse(command_line).unwrap());
         assert!(request("--ip 10.0.0.5 true").is_ok());
@@ -432,8 +371,9 @@ mod tests {
         )
         .unwrap();
         let request = sandbox_create(&args).unwrap();
-        assert_eq!(request.ports, ["8080:80", "[::1]:9090:90/udp", "127.0.0.1::443"]);
-        assert_eq!(request.expose, ["7000-7002/udp", "22"]);
+        let texts = |specs: &[PortSpec]| specs.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(texts(&request.ports), ["8080:80/tcp", "[::1]:9090:90/udp", "127.0.0.1::443/tcp"]);
+        assert_eq!(texts(&request.expose), ["7000-7002/udp", "22/tcp"]);
         assert!(request.publish_all);
         assert_eq!(args.command, ["server", "-p", "1"]);
 

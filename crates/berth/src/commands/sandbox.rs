@@ -1,12 +1,12 @@
 //! `berth ps`, `inspect`, `stop`, `rm` and `attach`: sandboxes as berthd keeps them. Nothing
 //! here starts a process (that is run.rs) or changes published ports (that is port.rs).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use berth_types::{Sandbox, SandboxCreate};
+use berth_types::{NetworkMode, Sandbox, SandboxCreate};
 use clap::Args;
 
 use crate::client::{decode, route, Client};
@@ -48,9 +48,9 @@ fn attach_request(args: AttachArgs) -> Result<SandboxCreate> {
         std::path::absolute(&args.netns).with_context(|| format!("cannot resolve --netns {}", args.netns.display()))?;
     Ok(SandboxCreate {
         name: args.name,
-        network_mode: args.network.map(|mode| mode.to_string()).unwrap_or_default(),
-        ipv4_address: args.ip.map(|ip| ip.to_string()),
-        ipv6_address: args.ip6.map(|ip| ip.to_string()),
+        network_mode: args.network.map(NetworkMode::Network),
+        ipv4_address: args.ip.map(IpAddr::V4),
+        ipv6_address: args.ip6.map(IpAddr::V6),
         netns: Some(netns.to_string_lossy().into_owned()),
         ..SandboxCreate::default()
     })
@@ -138,9 +138,9 @@ pub(crate) mod tests {
         };
         let request = attach_request(args).unwrap();
         assert_eq!(request.name, "other");
-        assert_eq!(request.network_mode, "n1");
+        assert_eq!(request.network_mode, Some(NetworkMode::Network("n1".into())));
         assert_eq!(request.netns.as_deref(), Some("/proc/4242/ns/net"));
-        assert_eq!(request.ipv4_address.as_deref(), Some("10.0.0.7"));
+        assert_eq!(request.ipv4_address, Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7))));
         assert!(!request.auto_remove);
     }
 
@@ -170,7 +170,12 @@ pub(crate) mod tests {
             created: "2026-11-02T10:00:00Z".into(),
             hostname: "web".into(),
             network_mode: if networks.is_empty() { "none".into() } else { "bridge".into() },
-            state: SandboxState { running: !pids.is_empty(), pids: pids.to_vec() },
+            state: SandboxState {
+                running: !pids.is_empty(),
+                pids: pids.to_vec(),
+                main_pid: None,
+                started: !pids.is_empty(),
+            },
             auto_remove: false,
             dns: Vec::new(),
             dns_search: Vec::new(),

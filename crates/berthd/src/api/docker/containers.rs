@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::{filters, flag};
 use crate::api::{ApiError, Params, Path, Result, Shared};
+use crate::docker;
 use berth_core::error::Error;
 
 /// `size` and the like are accepted and ignored; a `limit` of 0 or less is no limit.
@@ -30,11 +31,11 @@ pub struct RemoveQuery {
 
 pub async fn list(State(c): State<Shared>, Params(query): Params<ListQuery>) -> Result<Json<Vec<ContainerSummary>>> {
     let limit = query.limit.and_then(|n| usize::try_from(n).ok()).filter(|n| *n > 0);
-    c.docker_containers(query.all, limit, &query.filters).await.map(Json).map_err(ApiError)
+    docker::containers::list(&c, query.all, limit, &query.filters).await.map(Json).map_err(ApiError)
 }
 
 pub async fn inspect(State(c): State<Shared>, Path(container): Path<String>) -> Result<Json<ContainerInspect>> {
-    c.docker_container(&container).await.map(Json).map_err(ApiError)
+    docker::containers::inspect(&c, &container).await.map(Json).map_err(ApiError)
 }
 
 /// `t` and `signal` are accepted and ignored: berth's stop sends SIGTERM, then SIGKILL after

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::filters;
 use crate::api::{Params, Result, Shared};
+use crate::docker;
 
 #[derive(Debug, Deserialize)]
 pub struct EventsQuery {
@@ -22,7 +23,7 @@ pub struct EventsQuery {
 }
 
 pub async fn stream(State(c): State<Shared>, Params(query): Params<EventsQuery>) -> Result<Response> {
-    let events = c.docker_events(query.filters, query.since.as_deref(), query.until.as_deref())?;
+    let events = docker::events::stream(&c, query.filters, query.since.as_deref(), query.until.as_deref())?;
     let lines = events.map(|event| {
         let mut line = serde_json::to_vec(&event).expect("an event always serializes");
         line.push(b'\n');

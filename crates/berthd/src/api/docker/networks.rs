@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::filters;
 use crate::api::{ApiError, Body, Params, Path, Result, Shared};
+use crate::docker;
 
 #[derive(Debug, Deserialize)]
 pub struct FiltersQuery {
@@ -27,7 +28,7 @@ pub struct InspectQuery {
 }
 
 pub async fn list(State(c): State<Shared>, Params(query): Params<FiltersQuery>) -> Result<Json<Vec<DockerNetwork>>> {
-    c.docker_networks(&query.filters).await.map(Json).map_err(ApiError)
+    docker::networks::list(&c, &query.filters).await.map(Json).map_err(ApiError)
 }
 
 pub async fn inspect(
@@ -35,14 +36,14 @@ pub async fn inspect(
     Path(network): Path<String>,
     Params(query): Params<InspectQuery>,
 ) -> Result<Json<DockerNetwork>> {
-    c.docker_network(&network, &query.scope).await.map(Json).map_err(ApiError)
+    docker::networks::inspect(&c, &network, &query.scope).await.map(Json).map_err(ApiError)
 }
 
 pub async fn create(
     State(c): State<Shared>,
     Body(request): Body<DockerNetworkCreate>,
 ) -> Result<(StatusCode, Json<NetworkCreateResponse>)> {
-    Ok((StatusCode::CREATED, Json(c.docker_create_network(request).await?)))
+    Ok((StatusCode::CREATED, Json(docker::networks::create(&c, request).await?)))
 }
 
 pub async fn connect(
@@ -50,7 +51,7 @@ pub async fn connect(
     Path(network): Path<String>,
     Body(request): Body<DockerNetworkConnect>,
 ) -> Result<StatusCode> {
-    c.docker_connect(&network, request).await?;
+    docker::networks::connect(&c, &network, request).await?;
     Ok(StatusCode::OK)
 }
 
@@ -65,5 +66,5 @@ pub async fn disconnect(
 }
 
 pub async fn prune(State(c): State<Shared>, Params(query): Params<FiltersQuery>) -> Result<Json<PruneReport>> {
-    c.docker_prune_networks(&query.filters).await.map(Json).map_err(ApiError)
+    docker::networks::prune(&c, &query.filters).await.map(Json).map_err(ApiError)
 }

@@ -9,6 +9,7 @@ use axum::Json;
 use berth_types::{SystemInfo, SystemVersion, DOCKER_API_VERSION};
 
 use crate::api::{ApiError, Shared};
+use crate::docker;
 use berth_core::error::Error;
 
 /// `GET` and `HEAD /_ping`.
@@ -27,12 +28,12 @@ pub async fn ping() -> impl IntoResponse {
     )
 }
 
-pub async fn version(State(c): State<Shared>) -> Json<SystemVersion> {
-    Json(c.docker_version())
+pub async fn version() -> Json<SystemVersion> {
+    Json(docker::system::version())
 }
 
 pub async fn info(State(c): State<Shared>) -> Json<SystemInfo> {
-    Json(c.docker_info().await)
+    Json(docker::system::info(&c).await)
 }
 
 /// `POST /swarm/leave`: Docker's answer on a node outside any swarm (clients tolerate it when

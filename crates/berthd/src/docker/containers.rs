@@ -5,16 +5,16 @@
 
 use std::collections::BTreeMap;
 
+use berth_core::controller::Controller;
+use berth_core::error::{Error, Result};
+use berth_core::ids;
 use berth_types::{
     ContainerConfig, ContainerHostConfig, ContainerInspect, ContainerNetworkSettings, ContainerState, ContainerSummary,
-    DockerFilters, EmptyObject, PortMap, PortSummary, Sandbox, SandboxRecord, SummaryHostConfig,
-    SummaryNetworkSettings, DEFAULT_NETWORK, SANDBOX_IMAGE,
+    DockerFilters, EmptyObject, PortMap, PortSummary, Sandbox, SummaryHostConfig, SummaryNetworkSettings,
+    DEFAULT_NETWORK, SANDBOX_IMAGE,
 };
 
 use super::filters::{any_matches, check_keys, labels_match, NameFilter};
-use crate::controller::{Controller, State};
-use crate::error::{Error, Result};
-use crate::ids;
 
 /// Docker's container states; a sandbox is only ever `created`, `running` or `exited`.
 const STATUSES: &[&str] = &["created", "restarting", "running", "removing", "paused", "exited", "dead"];
@@ -22,39 +22,36 @@ const STATUSES: &[&str] = &["created", "restarting", "running", "removing", "pau
 /// Go's zero time, Docker's "never".
 const NEVER: &str = "0001-01-01T00:00:00Z";
 
-impl Controller {
-    /// `GET /containers/json`: running sandboxes (all with `all`, a `limit` or a `status`
-    /// filter), newest first, filtered by `id` (prefix), `name` (substring), `network` (name or
-    /// id), `label` (sandboxes have none) and `status`.
-    pub async fn docker_containers(
-        &self,
-        all: bool,
-        limit: Option<usize>,
-        filters: &DockerFilters,
-    ) -> Result<Vec<ContainerSummary>> {
-        check_keys(filters, &["id", "label", "name", "network", "status"])?;
-        if let Some(status) = filters.get("status").iter().find(|s| !STATUSES.contains(&s.as_str())) {
-            return Err(Error::BadRequest(format!("invalid filter 'status={status}'")));
-        }
-        let all = all || limit.is_some() || !filters.get("status").is_empty();
-        let names = NameFilter::new(filters.get("name"));
-        let state = self.state.lock().await;
-        let mut listed: Vec<Container> = state
-            .sandboxes
-            .values()
-            .map(|s| Container::new(&state, s))
-            .filter(|c| (all || c.status == "running") && c.matches(filters, &names))
-            .collect();
-        listed.sort_by(|a, b| b.view.created.cmp(&a.view.created));
-        listed.truncate(limit.unwrap_or(usize::MAX));
-        Ok(listed.into_iter().map(Container::summary).collect())
+/// `GET /containers/json`: running sandboxes (all with `all`, a `limit` or a `status`
+/// filter), newest first, filtered by `id` (prefix), `name` (substring), `network` (name or
+/// id), `label` (sandboxes have none) and `status`.
+pub async fn list(
+    c: &Controller,
+    all: bool,
+    limit: Option<usize>,
+    filters: &DockerFilters,
+) -> Result<Vec<ContainerSummary>> {
+    check_keys(filters, &["id", "label", "name", "network", "status"])?;
+    if let Some(status) = filters.get("status").iter().find(|s| !STATUSES.contains(&s.as_str())) {
+        return Err(Error::BadRequest(format!("invalid filter 'status={status}'")));
     }
+    let all = all || limit.is_some() || !filters.get("status").is_empty();
+    let names = NameFilter::new(filters.get("name"));
+    let mut listed: Vec<Container> = c
+        .list_sandboxes()
+        .await
+        .into_iter()
+        .map(Container::new)
+        .filter(|c| (all || c.status == "running") && c.matches(filters, &names))
+        .collect();
+    listed.sort_by(|a, b| b.view.created.cmp(&a.view.created));
+    listed.truncate(limit.unwrap_or(usize::MAX));
+    Ok(listed.into_iter().map(Container::summary).collect())
+}
 
-    /// `GET /containers/{id}/json`.
-    pub async fn docker_container(&self, key: &str) -> Result<ContainerInspect> {
-        let state = self.state.lock().await;
-        Ok(Container::new(&state, state.sandbox(key)?).inspect())
-    }
+/// `GET /containers/{id}/json`.
+pub async fn inspect(c: &Controller, key: &str) -> Result<ContainerInspect> {
+    Ok(Container::new(c.inspect_sandbox(key).await?).inspect())
 }
 
 /// A sandbox seen as a container: berth's view and what Docker shows besides.
@@ -69,16 +66,16 @@ struct Container {
 }
 
 impl Container {
-    fn new(state: &State, record: &SandboxRecord) -> Self {
-        let view = state.sandbox_view(record);
+    fn new(view: Sandbox) -> Self {
         let status = if view.state.running {
             "running"
-        } else if record.main_pid.is_some() || !record.processes.is_empty() {
+        } else if view.state.started {
             "exited"
         } else {
             "created"
         };
-        let pid = record
+        let pid = view
+            .state
             .main_pid
             .filter(|p| view.state.pids.contains(p))
             .or_else(|| view.state.pids.first().copied())

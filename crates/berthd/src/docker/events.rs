@@ -11,65 +11,56 @@ use futures::Stream;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
-use super::filters::{any_matches, labels_match, timestamp_nanos};
-use crate::controller::events::Subscription;
-use crate::controller::Controller;
-use crate::error::Result;
-use crate::ids;
+use berth_core::controller::{Controller, Subscription};
+use berth_core::error::Result;
+use berth_core::ids;
 
-impl Controller {
-    /// `GET /events`: the matching events from `since` (only new ones without it) until `until`
-    /// (endless without it).
-    pub fn docker_events(
-        &self,
-        filters: DockerFilters,
-        since: Option<&str>,
-        until: Option<&str>,
-    ) -> Result<impl Stream<Item = Event> + Send + 'static> {
-        let now = ids::unix_nanos_now();
-        let parse = |text: Option<&str>| text.filter(|t| !t.is_empty()).map(|t| timestamp_nanos(t, now)).transpose();
-        let (since, until) = (parse(since)?, parse(until)?);
-        let Subscription { kept, receiver, closed } = self.events.subscribe();
-        let past: VecDeque<Event> = match since {
-            Some(since) => kept
-                .into_iter()
-                .filter(|e| {
-                    e.time_nano >= since && until.is_none_or(|u| e.time_nano <= u) && event_matches(&filters, e)
-                })
-                .collect(),
-            None => VecDeque::new(),
-        };
-        let deadline = until.map(|u| Instant::now() + Duration::from_nanos(u64::try_from(u - now).unwrap_or(0)));
-        let stream = futures::stream::unfold((past, receiver, closed), move |(mut past, mut receiver, mut closed)| {
-            let filters = filters.clone();
-            async move {
-                if let Some(event) = past.pop_front() {
-                    return Some((event, (past, receiver, closed)));
-                }
-                loop {
-                    let next = tokio::select! {
-                        next = receiver.recv() => next,
-                        _ = sleep_until(deadline) => return None,
-                        _ = closed.wait_for(|closed| *closed) => return None,
-                    };
-                    match next {
-                        Ok(event) if event_matches(&filters, &event) => return Some((event, (past, receiver, closed))),
-                        Ok(_) => {}
-                        Err(RecvError::Lagged(lost)) => {
-                            tracing::warn!("an event subscriber fell behind and lost {lost} events")
-                        }
-                        Err(RecvError::Closed) => return None,
+use super::filters::{any_matches, labels_match, timestamp_nanos};
+
+/// `GET /events`: the matching events from `since` (only new ones without it) until `until`
+/// (endless without it).
+pub fn stream(
+    c: &Controller,
+    filters: DockerFilters,
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<impl Stream<Item = Event> + Send + 'static> {
+    let now = ids::unix_nanos_now();
+    let parse = |text: Option<&str>| text.filter(|t| !t.is_empty()).map(|t| timestamp_nanos(t, now)).transpose();
+    let (since, until) = (parse(since)?, parse(until)?);
+    let Subscription { kept, receiver, closed } = c.subscribe_events();
+    let past: VecDeque<Event> = match since {
+        Some(since) => kept
+            .into_iter()
+            .filter(|e| e.time_nano >= since && until.is_none_or(|u| e.time_nano <= u) && event_matches(&filters, e))
+            .collect(),
+        None => VecDeque::new(),
+    };
+    let deadline = until.map(|u| Instant::now() + Duration::from_nanos(u64::try_from(u - now).unwrap_or(0)));
+    let stream = futures::stream::unfold((past, receiver, closed), move |(mut past, mut receiver, mut closed)| {
+        let filters = filters.clone();
+        async move {
+            if let Some(event) = past.pop_front() {
+                return Some((event, (past, receiver, closed)));
+            }
+            loop {
+                let next = tokio::select! {
+                    next = receiver.recv() => next,
+                    _ = sleep_until(deadline) => return None,
+                    _ = closed.wait_for(|closed| *closed) => return None,
+                };
+                match next {
+                    Ok(event) if event_matches(&filters, &event) => return Some((event, (past, receiver, closed))),
+                    Ok(_) => {}
+                    Err(RecvError::Lagged(lost)) => {
+                        tracing::warn!("an event subscriber fell behind and lost {lost} events")
                     }
+                    Err(RecvError::Closed) => return None,
                 }
             }
-        });
-        Ok(stream)
-    }
-
-    /// Ends every event stream, so a stopping daemon does not wait for clients listening to them.
-    pub fn end_event_streams(&self) {
-        self.events.close();
-    }
+        }
+    });
+    Ok(stream)
 }
 
 /// Sleeps until `deadline`, or forever without one.

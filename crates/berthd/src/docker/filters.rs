@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use berth_types::DockerFilters;
 
-use crate::error::{Error, Result};
-use crate::ids;
+use berth_core::error::{Error, Result};
+use berth_core::ids;
 
 /// Refuses a filter key the route does not know, as Docker does.
 pub(super) fn check_keys(filters: &DockerFilters, accepted: &[&str]) -> Result<()> {
