@@ -39,10 +39,11 @@ if [ "${BERTH_BENCH_INSIDE:-}" != 1 ]; then
     elif [ "$mode" = dns ]; then
         # berthd, berth and the DNS load client and upstream; then the peer (aardvark-dns) is
         # fetched, if asked to, before entering the throwaway host (which has no network).
-        cargo build --release --locked -p berthd -p berth -p berth-bench >&2
+        cargo build --release --locked -p berthd -p berth -p berth-proxy -p berth-bench >&2
         bench/dns.sh --prepare "$@"
     else
-        cargo build --release --locked -p berthd -p berth -p berth-bench >&2
+        # berthd starts berth-proxy (its userland proxy is on by default).
+        cargo build --release --locked -p berthd -p berth -p berth-proxy -p berth-bench >&2
     fi
     work=$(mktemp -d /tmp/berth-bench.XXXXXX)
     trap 'rm -rf "$work"' EXIT

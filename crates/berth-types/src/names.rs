@@ -14,6 +14,9 @@ pub const LINK_ALIAS_MARK: &str = "berth";
 /// The bridge network driver's name, as networks record it (Docker's).
 pub const BRIDGE_DRIVER: &str = "bridge";
 
+/// The driver of a network created without one (Docker's default).
+pub const DEFAULT_DRIVER: &str = BRIDGE_DRIVER;
+
 /// Name of the network created on start unless `--no-default-network` is given.
 pub const DEFAULT_NETWORK: &str = "bridge";
 

@@ -60,8 +60,10 @@ impl NetworkRecord {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "of", rename_all = "lowercase")]
 pub enum SandboxMode {
-    /// A namespace berth creates, with endpoints on berth networks.
-    Bridge,
+    /// A namespace berth creates, with endpoints on berth networks (Docker's bridge mode; stored
+    /// as `bridge`).
+    #[serde(rename = "bridge")]
+    Networked,
     /// A namespace berth creates with only `lo` up.
     None,
     /// The daemon's own namespace.
@@ -200,7 +202,7 @@ pub struct ResolverPorts {
 impl SandboxRecord {
     /// Whether berth created this sandbox's namespace and must delete it with the sandbox.
     pub fn owns_netns(&self) -> bool {
-        matches!(self.mode, SandboxMode::Bridge | SandboxMode::None)
+        matches!(self.mode, SandboxMode::Networked | SandboxMode::None)
     }
 }
 
@@ -224,5 +226,9 @@ mod tests {
         let read: NetworkRecord = serde_json::from_str(network).unwrap();
         assert_eq!(read.driver_state.bridge, "br-n1");
         assert_eq!(serde_json::to_value(&read).unwrap()["bridge"], "br-n1");
+
+        // A sandbox on networks is stored as Docker calls the mode.
+        assert_eq!(serde_json::to_value(SandboxMode::Networked).unwrap(), serde_json::json!({"kind": "bridge"}));
+        assert_eq!(serde_json::from_str::<SandboxMode>(r#"{"kind":"bridge"}"#).unwrap(), SandboxMode::Networked);
     }
 }

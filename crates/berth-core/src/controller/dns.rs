@@ -1,7 +1,7 @@
-//! The embedded DNS, berthd's side. A sandbox in bridge mode gets a resolver listener once it
+//! The embedded DNS, berthd's side. A sandbox on networks gets a resolver listener once it
 //! joins a user-defined network (the default `bridge` has no names, as in Docker): UDP and TCP
 //! sockets on 127.0.0.11 opened inside the sandbox's namespace, with the sandbox's port 53
-//! DNATed to them, served by berth-dns from berthd. The listener's ports are recorded so a
+//! redirected to them, served by berth-dns from berthd. The listener's ports are recorded so a
 //! restarted berthd binds the same ones. After every change the directory of names is rebuilt
 //! from the records and swapped into the resolver.
 
@@ -23,7 +23,7 @@ impl State {
     /// Whether `sandbox` should have a resolver listener: berth made its namespace and it has an
     /// endpoint on a network with names.
     pub(super) fn wants_resolver(&self, sandbox: &SandboxRecord) -> bool {
-        sandbox.mode == SandboxMode::Bridge
+        sandbox.mode == SandboxMode::Networked
             && sandbox.endpoints.iter().any(|e| self.networks.get(&e.network_id).is_some_and(has_names))
     }
 

@@ -10,7 +10,7 @@ use berth_ipam::{check_usable_subnet, next_free_subnet, overlaps, AddressPool, S
 use berth_store::Change;
 use berth_types::{
     default_network_driver, validate_network_name, IpamConfig, Network, NetworkCreate, NetworkDriverState,
-    NetworkRecord, PruneReport, SubnetRecord, BRIDGE_DRIVER, DEFAULT_NETWORK, PREDEFINED_NETWORKS,
+    NetworkRecord, PruneReport, SubnetRecord, DEFAULT_DRIVER, DEFAULT_NETWORK, PREDEFINED_NETWORKS,
 };
 use ipnet::IpNet;
 
@@ -88,10 +88,12 @@ impl Controller {
         if state.networks.values().any(|n| n.name == request.name) {
             return Err(Error::Conflict(format!("network with name {} already exists", request.name)));
         }
-        let driver_name = if request.driver.is_empty() { BRIDGE_DRIVER } else { request.driver.as_str() };
+        let driver_name = if request.driver.is_empty() { DEFAULT_DRIVER } else { request.driver.as_str() };
         let driver = self.drivers.select(driver_name).map_err(|_| {
+            let known: Vec<&str> = self.drivers.all().map(|d| d.name()).collect();
             Error::BadRequest(format!(
-                "network driver {driver_name:?} is not supported: berth creates bridge networks (host and none are sandbox modes: --network host|none)"
+                "network driver {driver_name:?} is not supported: berth creates {} networks (host and none are sandbox modes: --network host|none)",
+                known.join(", ")
             ))
         })?;
         let mut requested = Vec::new();

@@ -1,5 +1,6 @@
-//! Reconcile on start: load the store, make the kernel match it (recreate missing bridges,
-//! namespaces, veth pairs and files), and remove what berth created that the store no longer
+//! Reconcile on start: load the store, make the kernel match it (the drivers recreate missing
+//! networks and endpoints; missing namespaces and files are made again; published ports are
+//! taken back), and remove what berth created that the store no longer
 //! knows (marked links, pinned namespaces, sandbox directories). It is also what makes a crash
 //! in the middle of a command harmless: kernel work is only kept if its record was committed.
 
@@ -89,7 +90,7 @@ impl Controller {
             SandboxMode::Attached if !berth_sys::netns::is_netns(Path::new(&netns)) => {
                 return self.forget_sandbox(state, &sandbox, "its namespace no longer exists");
             }
-            SandboxMode::Bridge | SandboxMode::None if !berth_sys::netns::is_netns(Path::new(&netns)) => {
+            SandboxMode::Networked | SandboxMode::None if !berth_sys::netns::is_netns(Path::new(&netns)) => {
                 let _ = self.host.delete_netns(Path::new(&netns));
                 if let Err(e) = self.host.create_netns(Path::new(&netns)).await {
                     tracing::error!(sandbox = %sandbox.name, "cannot recreate namespace: {e}");

@@ -171,7 +171,7 @@ impl Controller {
             }
             (None, mode @ (None | Some(NetworkMode::Network(_)))) => {
                 let network = network_of(mode.as_ref().and_then(NetworkMode::network))?;
-                (SandboxMode::Bridge, self.netns_path_for(&id), Some(network))
+                (SandboxMode::Networked, self.netns_path_for(&id), Some(network))
             }
         };
         if matches!(mode, SandboxMode::Container(_))
@@ -250,7 +250,7 @@ impl Controller {
         // A sandbox made on a network with names gets its resolver; the redirect's `nft` runs
         // while the endpoint is made.
         let resolver_setup = match network {
-            Some(network) if draft.record.mode == SandboxMode::Bridge && has_names(network) => {
+            Some(network) if draft.record.mode == SandboxMode::Networked && has_names(network) => {
                 Some(self.start_resolver(&draft.record, None, false)?)
             }
             _ => None,
@@ -420,7 +420,7 @@ impl Controller {
         let mut state = self.state.lock().await;
         let network = state.network(network_key)?.clone();
         let mut sandbox = state.sandbox(&request.container)?.clone();
-        if !matches!(sandbox.mode, SandboxMode::Bridge | SandboxMode::Attached) {
+        if !matches!(sandbox.mode, SandboxMode::Networked | SandboxMode::Attached) {
             return Err(Error::BadRequest(format!(
                 "sandbox {} uses network mode {}: it cannot be connected to networks",
                 sandbox.name,

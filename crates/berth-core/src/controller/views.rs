@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use berth_types::{
     port_map, EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, Network, NetworkContainer, NetworkRecord,
     NetworkSettings, RequestedAddresses, Sandbox, SandboxFiles, SandboxMode, SandboxRecord, SandboxState,
+    DEFAULT_NETWORK,
 };
 
 use super::sandboxes::live_pids;
@@ -57,14 +58,15 @@ impl State {
         }
     }
 
-    /// `bridge`, `host`, `none`, `container:NAME` or, for attached namespaces, `attached`.
+    /// The first network's name (the default network's when none), `host`, `none`,
+    /// `container:NAME` or, for attached namespaces, `attached`.
     pub(super) fn mode_text(&self, sandbox: &SandboxRecord) -> String {
         match &sandbox.mode {
-            SandboxMode::Bridge => sandbox
+            SandboxMode::Networked => sandbox
                 .endpoints
                 .first()
                 .and_then(|e| self.networks.get(&e.network_id))
-                .map_or_else(|| "bridge".to_owned(), |n| n.name.clone()),
+                .map_or_else(|| DEFAULT_NETWORK.to_owned(), |n| n.name.clone()),
             SandboxMode::None => "none".into(),
             SandboxMode::Host => "host".into(),
             SandboxMode::Container(id) => {
