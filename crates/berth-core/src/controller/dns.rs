@@ -5,15 +5,16 @@
 //! restarted berthd binds the same ones. After every change the directory of names is rebuilt
 //! from the records and swapped into the resolver.
 
-use std::net::{IpAddr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use berth_dns::directory::Querier;
-use berth_dns::{Directory, DirectoryBuilder, SandboxListener, RESOLVER_ADDRESS};
+use berth_dns::{Directory, DirectoryBuilder, SandboxListener};
 use berth_types::{ExtraHost, ResolverPorts, SandboxMode, SandboxRecord, DEFAULT_NETWORK};
 
 use super::{Controller, State};
 use crate::error::{Error, Result};
+use crate::host::ResolverSockets;
 use crate::sandbox_files::{write_sandbox_files, Nameservers};
 
 /// Port of the resolvers sandboxes name with `--dns`, and of the host's.
@@ -187,21 +188,17 @@ impl Controller {
         sandbox: &SandboxRecord,
         preferred: Option<ResolverPorts>,
         rewrite_redirect: bool,
-    ) -> Result<ResolverSetup> {
-        let netns = Path::new(&sandbox.netns_path).to_owned();
-        let opened = tokio::task::block_in_place(|| {
-            berth_sys::netns::run_in_netns(&netns, move || open_resolver_sockets(preferred, rewrite_redirect))
-        })
-        .map_err(|e| e.to_string())
-        .and_then(|opened| opened);
-        opened.map_err(|e| Error::Internal(format!("cannot open the resolver of sandbox {}: {e}", sandbox.name)))
+    ) -> Result<ResolverSockets> {
+        let netns = Path::new(&sandbox.netns_path);
+        tokio::task::block_in_place(|| self.host.open_resolver(netns, preferred, rewrite_redirect))
+            .map_err(|e| Error::Internal(format!("cannot open the resolver of sandbox {}: {e}", sandbox.name)))
     }
 
     /// The second half of [`Self::open_resolver`]: waits for the redirect and serves the sockets.
     pub(super) fn finish_resolver(
         &self,
         sandbox: &SandboxRecord,
-        setup: ResolverSetup,
+        setup: ResolverSockets,
     ) -> Result<(SandboxListener, ResolverPorts)> {
         let failed = |e: String| Error::Internal(format!("cannot open the resolver of sandbox {}: {e}", sandbox.name));
         if let Some(redirect) = setup.redirect {
@@ -235,53 +232,6 @@ impl Controller {
     pub(super) fn refresh_dns(&self, state: &State) {
         self.resolver.set_directory(state.dns_directory());
     }
-}
-
-/// A resolver listener half made: sockets bound inside the sandbox's namespace, and the `nft`
-/// writing the redirect to them, if it needed writing, still running.
-pub(super) struct ResolverSetup {
-    udp: UdpSocket,
-    tcp: TcpListener,
-    ports: ResolverPorts,
-    redirect: Option<berth_firewall::NftRun>,
-}
-
-/// Runs inside the sandbox's namespace: binds UDP and TCP on the resolver address (the
-/// preferred ports first) and starts writing the redirect from port 53 to them unless it already
-/// leads there (same ports, and the caller knows the namespace kept its table).
-fn open_resolver_sockets(
-    preferred: Option<ResolverPorts>,
-    rewrite_redirect: bool,
-) -> std::result::Result<ResolverSetup, String> {
-    let at = |port| SocketAddrV4::new(RESOLVER_ADDRESS, port);
-    let udp = preferred
-        .and_then(|p| UdpSocket::bind(at(p.udp)).ok())
-        .map_or_else(|| UdpSocket::bind(at(0)), Ok)
-        .map_err(|e| format!("cannot bind UDP on {RESOLVER_ADDRESS}: {e}"))?;
-    let tcp = preferred
-        .and_then(|p| bind_tcp(at(p.tcp)).ok())
-        .map_or_else(|| bind_tcp(at(0)), Ok)
-        .map_err(|e| format!("cannot listen on TCP {RESOLVER_ADDRESS}: {e}"))?;
-    let port_of = |addr: std::io::Result<SocketAddr>| addr.map(|a| a.port()).map_err(|e| e.to_string());
-    let ports = ResolverPorts { udp: port_of(udp.local_addr())?, tcp: port_of(tcp.local_addr())? };
-    for socket_nonblocking in [udp.set_nonblocking(true), tcp.set_nonblocking(true)] {
-        socket_nonblocking.map_err(|e| format!("cannot make the resolver sockets non-blocking: {e}"))?;
-    }
-    let redirect = (rewrite_redirect || preferred != Some(ports))
-        .then(|| berth_firewall::start_resolver_redirect(RESOLVER_ADDRESS, ports.udp, ports.tcp))
-        .transpose()
-        .map_err(|e| e.to_string())?;
-    Ok(ResolverSetup { udp, tcp, ports, redirect })
-}
-
-/// A TCP listener that can take its port back while connections of a previous berthd linger
-/// in TIME_WAIT.
-fn bind_tcp(addr: SocketAddrV4) -> std::io::Result<TcpListener> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(128)?;
-    Ok(socket.into())
 }
 
 #[cfg(test)]

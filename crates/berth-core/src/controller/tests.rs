@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -14,15 +14,15 @@ use berth_drivers::{DriverError, DriverFuture, Drivers, NetworkDriver};
 use berth_firewall::{Dnat, Firewall, FirewallError, NetworkPolicy, RoutedPort, Ruleset};
 use berth_netlink::Link;
 use berth_types::{
-    EndpointRecord, IpamConfig, NetworkCreate, NetworkRecord, PortProtocol, PortSpec, PortsChange, SandboxCreate,
-    BRIDGE_DRIVER,
+    EndpointRecord, IpamConfig, NetworkConnect, NetworkCreate, NetworkDisconnect, NetworkRecord, PortProtocol,
+    PortSpec, PortsChange, ResolverPorts, SandboxCreate, BRIDGE_DRIVER,
 };
 use ipnet::IpNet;
 use socket2::{Domain, Socket, Type};
 
 use super::{Backends, Controller, DaemonSettings, DefaultNetwork, Paths};
 use crate::error::Result;
-use crate::host::{Host, HostFuture};
+use crate::host::{Host, HostFuture, ResolverSockets};
 
 /// What the fakes hold, shared with the test.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -48,6 +48,7 @@ struct Faults {
     delete_network: bool,
     join: bool,
     create_netns: bool,
+    open_resolver: bool,
     apply: bool,
     add_dnats: bool,
 }
@@ -107,6 +108,19 @@ impl Host for FakeHost {
 
     fn free_interface_name<'a>(&'a self, _: &'a Path) -> HostFuture<'a, String> {
         Box::pin(async { Ok("eth1".to_owned()) })
+    }
+
+    /// Sockets on 127.0.0.1 in the test's own namespace, with no redirect to write.
+    fn open_resolver(&self, _: &Path, _: Option<ResolverPorts>, _: bool) -> Result<ResolverSockets, String> {
+        if self.0.lock().unwrap().faults.open_resolver {
+            return Err("injected: cannot open the resolver".into());
+        }
+        let udp = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        let tcp = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        udp.set_nonblocking(true).and_then(|()| tcp.set_nonblocking(true)).map_err(|e| e.to_string())?;
+        let port = |address: io::Result<SocketAddr>| address.map(|a| a.port()).map_err(|e| e.to_string());
+        let ports = ResolverPorts { udp: port(udp.local_addr())?, tcp: port(tcp.local_addr())? };
+        Ok(ResolverSockets { udp, tcp, ports, redirect: None })
     }
 
     fn forget_udp_flows(&self, _: &[Dnat]) {}
@@ -530,4 +544,38 @@ async fn a_restart_publishes_the_recorded_ports_again() {
     fixture.controller.restore_ports(state);
     fixture.controller.apply_firewall(state).unwrap();
     assert_eq!(fixture.world().kernel.dnats, published, "the whole ruleset holds every recorded mapping");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_and_disconnect_change_everything_or_nothing_and_ports_follow_the_sandbox() {
+    let fixture = Fixture::with_default_network("connect").await;
+    fixture.controller.create_network(create("n1", "10.5.0.0/24")).await.unwrap();
+    fixture.controller.create_sandbox(sandbox("web", &["8080:80"])).await.unwrap();
+    let to = || NetworkConnect { container: "web".into(), ..NetworkConnect::default() };
+    let injections: [(&str, Injection); 2] =
+        [("driver", |f, on| f.join = on), ("resolver", |f, on| f.open_resolver = on)];
+    fixture.check_rollback("connect", &injections, || fixture.controller.connect("n1", to())).await;
+
+    fixture.controller.connect("n1", to()).await.unwrap();
+    let world = fixture.world();
+    assert_eq!(world.kernel.endpoints.len(), 2, "an endpoint on each network");
+    assert_eq!(world.kernel.dnats, strings(&["*:8080/tcp -> 172.17.0.2:80"]), "ports lead to the first network");
+
+    let away = || NetworkDisconnect { container: "web".into() };
+    fixture.check_rollback("disconnect", &[], || fixture.controller.disconnect("bridge", away())).await;
+    fixture.controller.disconnect("bridge", away()).await.unwrap();
+    let world = fixture.world();
+    assert_eq!(world.kernel.endpoints.len(), 1);
+    let dnats: Vec<&String> = world.kernel.dnats.iter().collect();
+    assert!(
+        dnats.len() == 1 && dnats[0].starts_with("*:8080/tcp -> 10.5.0."),
+        "the ports followed the sandbox to its other network: {dnats:?}"
+    );
+
+    fixture.controller.disconnect("n1", away()).await.unwrap();
+    let world = fixture.world();
+    assert!(world.kernel.dnats.is_empty() && world.kernel.endpoints.is_empty(), "{:?}", world.kernel);
+    assert_eq!(world.sandboxes[0].1, ["80/tcp -> 0.0.0.0:8080"], "the mapping stays recorded");
+    fixture.controller.connect("n1", to()).await.unwrap();
+    assert_eq!(fixture.world().kernel.dnats.len(), 1, "and leads to the sandbox again once it has a network");
 }

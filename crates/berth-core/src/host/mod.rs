@@ -1,11 +1,13 @@
 //! The host: what berthd does to the machine whose containers it networks, as opposed to what
 //! it does inside sandboxes. Its namespace's links, routes and addresses (a netlink handle),
 //! the namespace file `--network host` shares, the host ports published ports hold, its sysctls
-//! and its conntrack table, and making the namespaces sandboxes live in. The controller reaches the host only through [`Host`], so another
+//! and its conntrack table, and making the namespaces sandboxes live in (and the embedded
+//! resolver's sockets inside them). The controller reaches the host only through [`Host`], so another
 //! kind of host (the rootless child namespace, whose ports a parent process binds) is another
 //! implementation beside [`root::RootHost`], not a branch in every command.
 
 mod port_holder;
+mod resolver;
 mod root;
 
 use std::fmt::Debug;
@@ -20,6 +22,7 @@ use berth_types::PortProtocol;
 use ipnet::IpNet;
 use socket2::Socket;
 
+pub use resolver::ResolverSockets;
 pub use root::RootHost;
 
 /// What the host's async operations return: a boxed future, so hosts can sit behind `dyn`.
@@ -55,6 +58,16 @@ pub trait Host: Debug + Send + Sync {
 
     /// The first `ethN` that is not a link in the namespace at `netns` yet.
     fn free_interface_name<'a>(&'a self, netns: &'a Path) -> HostFuture<'a, String>;
+
+    /// Opens the embedded resolver's sockets inside the namespace at `netns` (on `preferred`
+    /// ports when free) and starts redirecting its port 53 to them when they are not the
+    /// preferred ones or `rewrite_redirect` says the redirect may be missing. Blocking.
+    fn open_resolver(
+        &self,
+        netns: &Path,
+        preferred: Option<berth_types::ResolverPorts>,
+        rewrite_redirect: bool,
+    ) -> Result<ResolverSockets, String>;
 
     /// Forgets the conntrack entries of the UDP host ports of `dnats` (their mappings were
     /// added or removed), so a flow's next datagram meets the mapping as it is now.

@@ -11,7 +11,7 @@ use berth_netlink::Netlink;
 use berth_types::PortProtocol;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::{port_holder, Host, HostFuture};
+use super::{port_holder, resolver, Host, HostFuture, ResolverSockets};
 
 /// Backlog of published TCP sockets the userland proxy accepts on.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -60,6 +60,17 @@ impl Host for RootHost {
 
     fn free_interface_name<'a>(&'a self, netns: &'a Path) -> HostFuture<'a, String> {
         Box::pin(async move { Ok(berth_drivers::namespace::free_interface_name(netns).await?) })
+    }
+
+    fn open_resolver(
+        &self,
+        netns: &Path,
+        preferred: Option<berth_types::ResolverPorts>,
+        rewrite_redirect: bool,
+    ) -> Result<ResolverSockets, String> {
+        berth_sys::netns::run_in_netns(netns, move || resolver::open_here(preferred, rewrite_redirect))
+            .map_err(|e| e.to_string())
+            .and_then(|opened| opened)
     }
 
     fn netns_path(&self) -> String {
