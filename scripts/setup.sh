@@ -9,7 +9,9 @@
 set -euo pipefail
 
 # Every Debian package the tests, demo and benchmarks use, in one place.
-PACKAGES=(iproute2 nftables conntrack iperf3 curl python3 python3-venv python3-pip util-linux procps kmod bind9-dnsutils aardvark-dns)
+# uidmap (newuidmap/newgidmap), slirp4netns and rootlesskit are for rootless mode's tests and its
+# benchmark; useradd (passwd) makes the throwaway users those tests run berthd as.
+PACKAGES=(iproute2 nftables conntrack iperf3 curl python3 python3-venv python3-pip util-linux procps kmod bind9-dnsutils aardvark-dns uidmap slirp4netns rootlesskit passwd)
 
 release=false
 for arg in "$@"; do
@@ -45,8 +47,21 @@ if [ "${#missing[@]}" -eq 0 ]; then
 else
     say "installing Debian packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    # No package may start a service on this machine: invoke-rc.d asks policy-rc.d, and 101
+    # means "not allowed". Only a policy this script put there is removed again.
+    policy=/usr/sbin/policy-rc.d
+    created_policy=false
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 0755 "$policy"
+        created_policy=true
+        trap 'rm -f "$policy"' EXIT
+    fi
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if "$created_policy"; then
+        rm -f "$policy"
+        trap - EXIT
+    fi
     for pkg in "${missing[@]}"; do
         installed "$pkg" || die "package $pkg is still not installed after apt-get install"
     done

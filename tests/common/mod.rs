@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// The workspace's target directory holding the built `berthd` and `berth`.
-fn binary(name: &str) -> PathBuf {
+pub fn binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/debug/deps/<test> -> target/debug/<name>
     let path = exe.parent().and_then(Path::parent).expect("target dir").join(name);
@@ -369,6 +369,49 @@ impl Drop for TestHost {
             eprintln!("berthd log of the failed test:\n{}", self.daemon_log());
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A throwaway user account, for rootless mode: made with useradd (which on Debian also gives it
+/// ranges in /etc/subuid and /etc/subgid), removed with its home and ranges when dropped.
+pub struct TestUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl TestUser {
+    pub fn new() -> Self {
+        let name = format!("berth{}x{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let made =
+            Command::new("useradd").args(["--create-home", "--shell", "/bin/sh", &name]).output().expect("useradd");
+        assert!(made.status.success(), "useradd {name}: {}", String::from_utf8_lossy(&made.stderr));
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id").args([flag, &name]).output().expect("id");
+            String::from_utf8_lossy(&out.stdout).trim().parse().expect("a numeric id")
+        };
+        let (uid, gid) = (id("-u"), id("-g"));
+        Self { name, uid, gid }
+    }
+}
+
+impl Default for TestUser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestUser {
+    fn drop(&mut self) {
+        // Its processes die with the throwaway host that ran them (dropped first); userdel
+        // refuses while the last of them are still exiting.
+        let removed = wait_for(Duration::from_secs(5), || {
+            let out = Command::new("userdel").args(["--remove", &self.name]).output().ok()?;
+            out.status.success().then_some(())
+        });
+        if removed.is_none() {
+            eprintln!("cannot remove the test user {}", self.name);
+        }
     }
 }
 

@@ -17,3 +17,4 @@ pub mod process;
 pub mod process_identity;
 pub mod sysctl;
 pub mod udp_batch;
+pub mod userns;

@@ -19,8 +19,22 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::net::UnixStream;
 
-/// Where berthd listens unless `--socket` or `BERTH_SOCKET` says otherwise.
+/// Where a rootful berthd listens unless `--socket` or `BERTH_SOCKET` says otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/berth/berth.sock";
+
+/// The socket of the berthd the user running the CLI would talk to by default: root's is
+/// [`DEFAULT_SOCKET`], another user's is their rootless berthd's, `$XDG_RUNTIME_DIR/berth/berth.sock`
+/// (`/run/user/UID/...` when the variable is unset).
+pub fn default_socket(uid: u32, xdg_runtime_dir: Option<&std::ffi::OsStr>) -> PathBuf {
+    if uid == 0 {
+        return PathBuf::from(DEFAULT_SOCKET);
+    }
+    let runtime = match xdg_runtime_dir.filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(format!("/run/user/{uid}")),
+    };
+    runtime.join("berth/berth.sock")
+}
 
 /// Why a request to berthd failed.
 #[derive(Debug)]
@@ -170,6 +184,18 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn root_talks_to_the_system_daemon_and_users_to_their_rootless_one() {
+        use std::ffi::OsStr;
+        assert_eq!(default_socket(0, Some(OsStr::new("/run/user/0"))), PathBuf::from(DEFAULT_SOCKET));
+        assert_eq!(
+            default_socket(1001, Some(OsStr::new("/run/user/1001"))),
+            PathBuf::from("/run/user/1001/berth/berth.sock")
+        );
+        assert_eq!(default_socket(1001, None), PathBuf::from("/run/user/1001/berth/berth.sock"));
+        assert_eq!(default_socket(1001, Some(OsStr::new(""))), PathBuf::from("/run/user/1001/berth/berth.sock"));
+    }
 
     #[test]
     fn routes_encode_every_segment() {

@@ -17,7 +17,7 @@ use berth_sys::process::ProcessError;
 use berth_types::Version;
 use clap::{Parser, Subcommand};
 
-use crate::client::{decode, route, Client, DEFAULT_SOCKET};
+use crate::client::{decode, default_socket, route, Client};
 use crate::commands::firewall::FirewallCommand;
 use crate::commands::network::NetworkCommand;
 use crate::commands::port::PortArgs;
@@ -30,9 +30,10 @@ use crate::output::{print_json, Format};
 #[derive(Debug, Parser)]
 #[command(name = "berth", version)]
 struct Cli {
-    /// The unix socket berthd listens on
-    #[arg(long, global = true, env = "BERTH_SOCKET", value_name = "PATH", default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
+    /// The unix socket berthd listens on [default: /run/berth/berth.sock for root, else the user's
+    /// rootless berthd's $XDG_RUNTIME_DIR/berth/berth.sock]
+    #[arg(long, global = true, env = "BERTH_SOCKET", value_name = "PATH")]
+    socket: Option<PathBuf>,
     /// How to print results: tables, or the API's JSON
     #[arg(long, global = true, value_enum, default_value_t = Format::Human)]
     format: Format,
@@ -104,7 +105,10 @@ fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<ExitCode> {
-    let client = Client::new(&cli.socket);
+    let socket = cli.socket.clone().unwrap_or_else(|| {
+        default_socket(nix::unistd::Uid::effective().as_raw(), std::env::var_os("XDG_RUNTIME_DIR").as_deref())
+    });
+    let client = Client::new(&socket);
     let format = cli.format;
     match cli.command {
         Command::Version => version(&client, format).await,
@@ -150,7 +154,7 @@ mod tests {
     fn global_flags_go_anywhere() {
         let cli = Cli::try_parse_from(["berth", "network", "ls", "--format", "json", "--socket", "/tmp/s"]).unwrap();
         assert_eq!(cli.format, Format::Json);
-        assert_eq!(cli.socket, PathBuf::from("/tmp/s"));
+        assert_eq!(cli.socket, Some(PathBuf::from("/tmp/s")));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod api;
 mod docker;
+mod rootless;
 
 use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
@@ -25,15 +26,20 @@ use berth_core::ports;
 #[derive(Debug, Parser)]
 #[command(name = "berthd", version, about = "berth daemon: container networking for Linux")]
 struct Args {
-    /// Where persistent state lives.
-    #[arg(long, default_value = "/var/lib/berth")]
-    data_root: PathBuf,
-    /// Where runtime files live (pinned namespaces, sandbox files).
-    #[arg(long, default_value = "/run/berth")]
-    exec_root: PathBuf,
-    /// The API's unix socket (created mode 0660).
-    #[arg(long, default_value = "/run/berth/berth.sock")]
-    socket: PathBuf,
+    /// Where persistent state lives [default: /var/lib/berth; rootless: $XDG_DATA_HOME/berth]
+    #[arg(long)]
+    data_root: Option<PathBuf>,
+    /// Where runtime files live (pinned namespaces, sandbox files) [default: /run/berth;
+    /// rootless: $XDG_RUNTIME_DIR/berth]
+    #[arg(long)]
+    exec_root: Option<PathBuf>,
+    /// The API's unix socket, created mode 0660 [default: berth.sock in the exec root]
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Run rootless: as an ordinary user, in user, network and mount namespaces of its own
+    /// (the default when started by a user other than root; refused for root).
+    #[arg(long)]
+    rootless: bool,
     /// error, warn, info, debug or trace (RUST_LOG overrides).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -81,20 +87,62 @@ const RESOLV_CONF_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// How often `--rm` sandboxes are checked for a finished main process.
 const AUTO_REMOVE_INTERVAL: Duration = Duration::from_millis(500);
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() {
     let args = Args::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&args.log_level));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    if let Err(e) = run(args).await {
-        tracing::error!("{e:#}");
-        std::process::exit(1);
+    match start(args) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::exit(1);
+        }
     }
-    Ok(())
+}
+
+/// Picks the mode: the rootless child (started by a rootless parent), the rootless parent (an
+/// ordinary user, or `--rootless`), or the rootful daemon. Runs while the process has one
+/// thread, as making a user namespace requires. Returns the exit code.
+fn start(args: Args) -> anyhow::Result<i32> {
+    if let Some(child) = berth_sys::userns::ChildEnd::from_env() {
+        child?.enter().context("cannot enter the rootless child's namespaces")?;
+        return serve(args);
+    }
+    let is_root = nix::unistd::Uid::effective().is_root();
+    if args.rootless && is_root {
+        bail!("berthd --rootless runs as the user who is to own it, not as root: start it as that user");
+    }
+    if is_root {
+        return serve(args);
+    }
+    rootless::check()?;
+    let dirs = rootless::UserDirs::from_env()?;
+    // The child gets every path explicitly: it resolves nothing from the user's environment.
+    let mut child_args: Vec<String> = std::env::args().skip(1).collect();
+    let exec_root = args.exec_root.clone().unwrap_or(dirs.exec_root);
+    for (flag, given, default) in [
+        ("--data-root", &args.data_root, dirs.data_root),
+        ("--exec-root", &args.exec_root, exec_root.clone()),
+        ("--socket", &args.socket, exec_root.join("berth.sock")),
+    ] {
+        if given.is_none() {
+            child_args.extend([flag.to_owned(), default.display().to_string()]);
+        }
+    }
+    rootless::run_parent(child_args)
+}
+
+/// Runs the daemon (rootful, or as the rootless child) until SIGTERM or SIGINT.
+fn serve(args: Args) -> anyhow::Result<i32> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args))?;
+    Ok(0)
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    let data_root = args.data_root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/berth"));
+    let exec_root = args.exec_root.clone().unwrap_or_else(|| PathBuf::from("/run/berth"));
+    let socket = args.socket.clone().unwrap_or_else(|| exec_root.join("berth.sock"));
     if args.userland_proxy_only && !args.userland_proxy {
         bail!("--userland-proxy-only needs the userland proxy (--userland-proxy=true)");
     }
@@ -103,9 +151,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Ok(limit) => tracing::debug!("open file limit: {limit}"),
         Err(e) => tracing::warn!("cannot raise the open file limit: {e}"),
     }
-    std::fs::create_dir_all(&args.data_root)
-        .with_context(|| format!("cannot create data root {}", args.data_root.display()))?;
-    let store = berth_store::Store::open(&args.data_root.join("state.redb"))?;
+    std::fs::create_dir_all(&data_root).with_context(|| format!("cannot create data root {}", data_root.display()))?;
+    let store = berth_store::Store::open(&data_root.join("state.redb"))?;
     let default_network = (!args.no_default_network).then_some(DefaultNetwork { subnet: args.bridge_subnet });
     // Subscribe before reconciling, so no change between the two goes unseen.
     let firewall_changes = match args.firewall {
@@ -118,8 +165,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             Some(path) => path,
             None => std::env::current_exe()?.with_file_name("berth-proxy"),
         };
-        std::fs::create_dir_all(&args.exec_root)?;
-        Some(tokio::task::block_in_place(|| ports::ProxyClient::connect_or_start(&binary, &args.exec_root))?)
+        std::fs::create_dir_all(&exec_root)?;
+        Some(tokio::task::block_in_place(|| ports::ProxyClient::connect_or_start(&binary, &exec_root))?)
     } else {
         None
     };
@@ -140,7 +187,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         resolver.set_upstreams(controller::upstreams_of(&args.dns));
         None
     };
-    let paths = Paths::new(&args.data_root, &args.exec_root);
+    let paths = Paths::new(&data_root, &exec_root);
     berth_sys::netns::prepare_netns_dir(&paths.netns_dir)?;
     let controller = Arc::new(
         Controller::start(
@@ -179,8 +226,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         });
     }
-    let listener = bind_socket(&args.socket).await?;
-    tracing::info!(socket = %args.socket.display(), "berthd ready");
+    let listener = bind_socket(&socket).await?;
+    tracing::info!(socket = %socket.display(), "berthd ready");
 
     let reaper = tokio::spawn({
         let controller = controller.clone();
@@ -201,7 +248,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             })
             .await;
     reaper.abort();
-    let _ = std::fs::remove_file(&args.socket);
+    let _ = std::fs::remove_file(&socket);
     served.context("api server failed")?;
     tracing::info!("berthd stopped; networks and sandboxes stay in place");
     Ok(())
