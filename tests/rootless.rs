@@ -2,8 +2,9 @@
 //! ranges) runs berthd inside a throwaway host, with a private /dev/net/tun node of mode 0666
 //! bind-mounted over the machine's in the host's own mount namespace (the machine's node is
 //! never changed). berthd's processes run with the user's uid, the networks live in the child's
-//! own network namespace and not in the host's, the CLI finds the user's socket by itself, and
-//! what rootless mode lacks or refuses is said in one line.
+//! own network namespace and not in the host's, the CLI finds the user's socket by itself and
+//! runs the user's commands in sandboxes, and what rootless mode lacks or refuses is said in
+//! one line.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
@@ -123,6 +124,24 @@ fn a_user_runs_berthd_rootless_in_namespaces_of_its_own() {
         uid_map.split_whitespace().take(3).collect::<Vec<_>>() == ["0", &user.uid.to_string(), "1"],
         "root of the child is the user: {uid_map}"
     );
+
+    // The user's commands run in sandboxes, as root of the child's namespace and as the user
+    // outside it, with their stdio and exit code; names resolve on a user-defined network.
+    rootless.berth_ok(&["run", "-d", "--name", "a", "--network", "n1", "--", "sleep", "600"]);
+    let seen = rootless.berth_ok(&["run", "--rm", "--network", "n1", "--", "sh", "-c", "id -u; getent hosts a"]);
+    let mut seen = seen.lines();
+    assert_eq!(seen.next(), Some("0"), "root inside");
+    assert!(seen.next().is_some_and(|l| l.starts_with("10.66.0.") && l.ends_with(" a")), "a resolves on n1");
+    let exec = rootless.berth(&["exec", "a", "--", "sh", "-c", "hostname; exit 3"]);
+    assert_eq!(exec.status.code(), Some(3), "{}", String::from_utf8_lossy(&exec.stderr));
+    let sleeper = rootless.host.sh_ok("ps -o uid=,args= -C sleep");
+    let sleeper = sleeper.lines().find(|l| l.ends_with("sleep 600")).unwrap_or_default();
+    assert_eq!(
+        sleeper.split_whitespace().next(),
+        Some(user.uid.to_string().as_str()),
+        "the sandbox's process runs as the user outside: {sleeper:?}"
+    );
+    rootless.berth_ok(&["rm", "-f", "a"]);
 
     // Its files belong to the user.
     let state = rootless.data_home.join("berth/state.redb");

@@ -57,6 +57,9 @@ fn describe(error: &io::Error) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxCommand {
     netns_path: PathBuf,
+    /// Rootless: the pid of berthd's child, whose user namespace the command enters first and
+    /// through whose root (`/proc/PID/root`) the namespace file is opened.
+    rootless_child: Option<u32>,
     hosts_file: Option<PathBuf>,
     resolv_conf_file: Option<PathBuf>,
     hostname_file: Option<PathBuf>,
@@ -71,6 +74,7 @@ impl SandboxCommand {
     pub fn new(netns_path: impl Into<PathBuf>, program: impl Into<OsString>) -> Self {
         Self {
             netns_path: netns_path.into(),
+            rootless_child: None,
             hosts_file: None,
             resolv_conf_file: None,
             hostname_file: None,
@@ -79,6 +83,13 @@ impl SandboxCommand {
             args: Vec::new(),
             detach: false,
         }
+    }
+
+    /// Rootless berthd: the command enters the user namespace of berthd's child `pid` first (the
+    /// user owns it), and `netns_path` is a path in that child's mount namespace.
+    pub fn rootless_child(&mut self, pid: u32) -> &mut Self {
+        self.rootless_child = Some(pid);
+        self
     }
 
     pub fn args<I, S>(&mut self, args: I) -> &mut Self
@@ -126,11 +137,23 @@ impl SandboxCommand {
     /// Starts the program. The environment and working directory are the caller's.
     pub fn spawn(&self) -> Result<Child, ProcessError> {
         let plan = self.plan()?;
-        let netns = File::open(&self.netns_path)
-            .map_err(|error| ProcessError::OpenNetns { path: self.netns_path.clone(), error })?;
+        let netns_path = match self.rootless_child {
+            Some(pid) => Path::new(&format!("/proc/{pid}/root"))
+                .join(self.netns_path.strip_prefix("/").unwrap_or(&self.netns_path)),
+            None => self.netns_path.clone(),
+        };
+        let netns =
+            File::open(&netns_path).map_err(|error| ProcessError::OpenNetns { path: netns_path.clone(), error })?;
+        let userns = match self.rootless_child {
+            Some(pid) => {
+                let path = PathBuf::from(format!("/proc/{pid}/ns/user"));
+                Some(File::open(&path).map_err(|error| ProcessError::OpenNetns { path, error })?)
+            }
+            None => None,
+        };
         let (report_reader, report_writer) =
             unistd::pipe2(OFlag::O_CLOEXEC).map_err(|errno| ProcessError::ReportPipe { error: errno.into() })?;
-        let setup = ChildSetup { plan, netns, report: report_writer };
+        let setup = ChildSetup { plan, userns, netns, report: report_writer };
 
         let mut command = Command::new(&self.program);
         command.args(&self.args);
@@ -195,6 +218,7 @@ impl SandboxCommand {
         };
         match step {
             SetupStep::NewSession => "start a new session".to_owned(),
+            SetupStep::EnterUserns => "enter the user namespace of rootless berthd".to_owned(),
             SetupStep::EnterNetns => {
                 format!("enter network namespace {}", self.netns_path.display())
             }
@@ -232,6 +256,7 @@ fn c_path(path: &Path) -> Result<CString, ProcessError> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SetupStep {
     NewSession,
+    EnterUserns,
     EnterNetns,
     NewMountNs,
     MakeMountsSlave,
@@ -244,8 +269,9 @@ enum SetupStep {
 }
 
 impl SetupStep {
-    const ALL: [SetupStep; 10] = [
+    const ALL: [SetupStep; 11] = [
         SetupStep::NewSession,
+        SetupStep::EnterUserns,
         SetupStep::EnterNetns,
         SetupStep::NewMountNs,
         SetupStep::MakeMountsSlave,
@@ -294,6 +320,8 @@ struct ChildPlan {
 #[derive(Debug)]
 struct ChildSetup {
     plan: ChildPlan,
+    /// Rootless: the user namespace to enter before anything else.
+    userns: Option<File>,
     netns: File,
     /// Write end of the report pipe (close-on-exec).
     report: OwnedFd,
@@ -314,6 +342,9 @@ impl ChildSetup {
         let plan = &self.plan;
         if plan.new_session {
             unistd::setsid().map_err(at(SetupStep::NewSession))?;
+        }
+        if let Some(userns) = &self.userns {
+            setns(userns, CloneFlags::CLONE_NEWUSER).map_err(at(SetupStep::EnterUserns))?;
         }
         setns(&self.netns, CloneFlags::CLONE_NEWNET).map_err(at(SetupStep::EnterNetns))?;
         unshare(CloneFlags::CLONE_NEWNS).map_err(at(SetupStep::NewMountNs))?;

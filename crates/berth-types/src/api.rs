@@ -276,4 +276,8 @@ pub struct Version {
     pub api_version: String,
     /// Process id of berthd; `/proc/PID/ns/net` is the namespace of `--network host`.
     pub pid: u32,
+    /// berthd runs rootless: `pid` is its child, whose user namespace a command entering a
+    /// sandbox joins first, and the sandboxes' namespace files are paths in its mount namespace.
+    #[serde(default)]
+    pub rootless: bool,
 }

@@ -107,14 +107,14 @@ fn main() {
 fn start(args: Args) -> anyhow::Result<i32> {
     if let Some(child) = berth_sys::userns::ChildEnd::from_env() {
         child?.enter().context("cannot enter the rootless child's namespaces")?;
-        return serve(args);
+        return serve(args, api::Rootless(true));
     }
     let is_root = nix::unistd::Uid::effective().is_root();
     if args.rootless && is_root {
         bail!("berthd --rootless runs as the user who is to own it, not as root: start it as that user");
     }
     if is_root {
-        return serve(args);
+        return serve(args, api::Rootless(false));
     }
     rootless::check()?;
     let dirs = rootless::UserDirs::from_env()?;
@@ -134,12 +134,12 @@ fn start(args: Args) -> anyhow::Result<i32> {
 }
 
 /// Runs the daemon (rootful, or as the rootless child) until SIGTERM or SIGINT.
-fn serve(args: Args) -> anyhow::Result<i32> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args))?;
+fn serve(args: Args, rootless: api::Rootless) -> anyhow::Result<i32> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args, rootless))?;
     Ok(0)
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(args: Args, rootless: api::Rootless) -> anyhow::Result<()> {
     let data_root = args.data_root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/berth"));
     let exec_root = args.exec_root.clone().unwrap_or_else(|| PathBuf::from("/run/berth"));
     let socket = args.socket.clone().unwrap_or_else(|| exec_root.join("berth.sock"));
@@ -239,14 +239,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     });
-    let served =
-        axum::serve(listener, api::router(controller.clone()).into_make_service_with_connect_info::<api::Caller>())
-            .with_graceful_shutdown(async move {
-                shutdown_signal().await;
-                // Open event streams would otherwise keep the server waiting for their clients.
-                controller.end_event_streams();
-            })
-            .await;
+    let served = axum::serve(
+        listener,
+        api::router(controller.clone(), rootless).into_make_service_with_connect_info::<api::Caller>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        // Open event streams would otherwise keep the server waiting for their clients.
+        controller.end_event_streams();
+    })
+    .await;
     reaper.abort();
     let _ = std::fs::remove_file(&socket);
     served.context("api server failed")?;

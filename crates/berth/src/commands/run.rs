@@ -11,7 +11,7 @@ use std::process::{Child, ExitCode};
 
 use anyhow::{bail, Context, Result};
 use berth_sys::process::{ProcessError, SandboxCommand};
-use berth_types::{MacAddress, NetworkMode, PortSpec, ProcessRegister, Sandbox, SandboxCreate};
+use berth_types::{MacAddress, NetworkMode, PortSpec, ProcessRegister, Sandbox, SandboxCreate, Version};
 use clap::Args;
 
 use crate::client::{decode, route, Client};
@@ -223,7 +223,13 @@ fn sandbox_command(sandbox: &Sandbox, command: &[OsString], detach: bool) -> Res
 /// is still its own. A process berthd could not be told about is killed: nothing may run in a
 /// sandbox that `berth stop` cannot reach.
 async fn start(client: &Client, sandbox: &Sandbox, command: &[OsString], detach: bool, role: Role) -> Result<Child> {
-    let mut child = sandbox_command(sandbox, command, detach)?.spawn()?;
+    let mut sandbox_command = sandbox_command(sandbox, command, detach)?;
+    // A rootless berthd's sandboxes are in its child's user and mount namespaces.
+    let daemon: Version = decode(client.get(&route(&["version"])).await?)?;
+    if daemon.rootless {
+        sandbox_command.rootless_child(daemon.pid);
+    }
+    let mut child = sandbox_command.spawn()?;
     let registration = ProcessRegister { pid: child.id(), main: role == Role::Main };
     let registered = client.post(&route(&["sandboxes", &sandbox.id, "processes"]), &registration).await;
     if let Err(error) = registered {

@@ -27,7 +27,11 @@ use berth_core::error::Error;
 
 pub type Shared = Arc<Controller>;
 
-pub fn router(controller: Shared) -> Router {
+/// Whether this berthd is a rootless child, for `GET /v1/version`.
+#[derive(Debug, Clone, Copy)]
+pub struct Rootless(pub bool);
+
+pub fn router(controller: Shared, rootless: Rootless) -> Router {
     let routes = Router::new()
         .route("/v1/version", get(version))
         .route("/v1/networks", get(networks::list).post(networks::create))
@@ -57,6 +61,7 @@ pub fn router(controller: Shared) -> Router {
         .fallback_service(routes)
         .layer(middleware::from_fn(docker::strip_api_version))
         .layer(middleware::from_fn(log_request))
+        .layer(axum::Extension(rootless))
 }
 
 async fn log_request(request: Request, next: Next) -> Response {
@@ -64,8 +69,13 @@ async fn log_request(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-async fn version() -> Json<Version> {
-    Json(Version { version: env!("CARGO_PKG_VERSION").into(), api_version: "1".into(), pid: std::process::id() })
+async fn version(axum::Extension(Rootless(rootless)): axum::Extension<Rootless>) -> Json<Version> {
+    Json(Version {
+        version: env!("CARGO_PKG_VERSION").into(),
+        api_version: "1".into(),
+        pid: std::process::id(),
+        rootless,
+    })
 }
 
 async fn reload_firewall(axum::extract::State(c): axum::extract::State<Shared>) -> Result<StatusCode> {
