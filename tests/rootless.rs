@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use berth_integration::{binary, privileged, wait_for, TestHost, TestUser};
+use berth_integration::{binary, privileged, py, wait_for, TestHost, TestUser, HOST_LAN_IP, PEER_LAN_IP};
 
 /// A throwaway host where `user` may run berthd rootless: its binaries where the user can run
 /// them, its own runtime and data directories, and (unless `tun` is false) a usable tun node.
@@ -67,12 +67,18 @@ impl RootlessHost {
         self.runtime_dir.join("berth/berth.sock")
     }
 
-    /// Starts berthd as the user and waits until the CLI, also run as the user with no
-    /// `--socket`, gets an answer.
-    fn start_berthd(&self) -> Child {
+    /// Starts berthd as the user (with `extra_args`) and waits until the CLI, also run as the
+    /// user with no `--socket`, gets an answer.
+    fn start_berthd(&self, extra_args: &[&str]) -> Child {
         let log = std::fs::File::create(self.host.dir().join("berthd.log")).unwrap();
-        let berthd =
-            self.as_user("berthd").args(["--log-level", "debug"]).stdout(Stdio::null()).stderr(log).spawn().unwrap();
+        let berthd = self
+            .as_user("berthd")
+            .args(["--log-level", "debug"])
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
         let up = wait_for(Duration::from_secs(15), || self.berth(&["version"]).status.success().then_some(()));
         assert!(up.is_some(), "rootless berthd did not come up; log:\n{}", self.log());
         berthd
@@ -88,6 +94,11 @@ impl RootlessHost {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs a Python script in a new sandbox on `network`, as the user; returns its output.
+    fn python_in_new_sandbox(&self, network: &str, script: &str) -> String {
+        self.berth_ok(&["run", "--rm", "--network", network, "--", "python3", "-c", script]).trim().to_owned()
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.host.dir().join("berthd.log")).unwrap_or_default()
     }
@@ -100,7 +111,7 @@ fn a_user_runs_berthd_rootless_in_namespaces_of_its_own() {
     }
     let user = TestUser::new();
     let rootless = RootlessHost::new(&user, 0o666);
-    let mut berthd = rootless.start_berthd();
+    let mut berthd = rootless.start_berthd(&[]);
 
     // The parent, the child and the proxy all run with the user's uid; none as root.
     let processes = rootless.host.sh_ok(&format!("ps -o comm= -u {}", user.uid));
@@ -227,7 +238,7 @@ fn a_user_without_subordinate_ranges_gets_its_own_uid_mapped_only() {
         assert!(!ranges(file), "{file} still has a range for {}", user.name);
     }
     let rootless = RootlessHost::new(&user, 0o666);
-    let mut berthd = rootless.start_berthd();
+    let mut berthd = rootless.start_berthd(&[]);
     rootless.berth_ok(&["network", "create", "--subnet", "10.67.0.0/24", "n1"]);
     let child = rootless.host.sh_ok(&format!("pgrep -u {} -f -- '--data-root'", user.uid));
     let uid_map = rootless.host.sh_ok(&format!("cat /proc/{}/uid_map", child.trim()));
@@ -236,4 +247,34 @@ fn a_user_without_subordinate_ranges_gets_its_own_uid_mapped_only() {
     // Dropping the host kills its processes; berthd is then reaped here.
     drop(rootless);
     berthd.wait().unwrap();
+}
+
+#[test]
+fn sandboxes_reach_the_lan_through_slirp4netns_but_not_the_hosts_loopback_unless_asked() {
+    if !privileged() {
+        return;
+    }
+    let user = TestUser::new();
+    for host_loopback in [false, true] {
+        let rootless = RootlessHost::new(&user, 0o666);
+        let peer = rootless.host.add_lan_peer();
+        let _lan_server = peer.spawn_python(&py::addr_echo_server("0.0.0.0", &[9300]));
+        let _loopback_server = rootless.host.spawn("python3", &["-c", &py::addr_echo_server("127.0.0.1", &[9400])]);
+        let mut berthd = rootless.start_berthd(if host_loopback { &["--rootless-host-loopback"] } else { &[] });
+        rootless.berth_ok(&["network", "create", "--subnet", "10.68.0.0/24", "n1"]);
+
+        // Out through slirp4netns: the LAN sees the host's own address, as from any process of
+        // the user's.
+        let answer = rootless.python_in_new_sandbox("n1", &py::tcp_client(PEER_LAN_IP, 9300, "out"));
+        assert_eq!(answer, format!("{HOST_LAN_IP}|out"));
+
+        // The host's 127.0.0.1 is 10.0.2.2 inside, closed unless asked for.
+        let probe = rootless.python_in_new_sandbox("n1", &py::tcp_probe("10.0.2.2", 9400, "lo", 2.0));
+        assert_eq!(probe.starts_with("FAILED"), !host_loopback, "host loopback {host_loopback}: {probe}");
+
+        let slirp = rootless.host.sh_ok("ps -o uid=,comm= -C slirp4netns");
+        assert_eq!(slirp.split_whitespace().next(), Some(user.uid.to_string().as_str()), "{slirp}");
+        drop(rootless);
+        berthd.wait().unwrap();
+    }
 }

@@ -10,8 +10,10 @@
 //! 3. the parent writes the child's uid and gid maps ([`write_id_maps`]: newuidmap/newgidmap
 //!    with the ranges, or only the user's own ids when there are none) and says so on the
 //!    second pipe (or closes it without a word when mapping failed);
-//! 4. the child, now root in its namespace, unshares network and mount namespaces and makes its
-//!    mounts private, so nothing it mounts reaches the user's namespace.
+//! 4. the child, now root in its namespace, unshares network and mount namespaces, makes its
+//!    mounts private (nothing it mounts reaches the user's namespace) and says so;
+//! 5. the parent gives the new network namespace its way out (slirp4netns) and says so, and
+//!    the child goes on.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -23,9 +25,21 @@ use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::unistd::{pipe2, Gid, Uid};
 
-/// What the child writes once its user namespace exists, and the parent once it is mapped.
+/// The handshake's words: the child's user namespace exists; it is mapped; the child's network
+/// namespace exists; it is connected.
 const UNSHARED: u8 = b'u';
 const MAPPED: u8 = b'm';
+const NETWORK_MADE: u8 = b'n';
+const CONNECTED: u8 = b'c';
+
+fn read_word(pipe: &mut File, expected: u8, what: &str) -> Result<(), UsernsError> {
+    let mut byte = [0u8];
+    match pipe.read(&mut byte) {
+        Ok(1) if byte[0] == expected => Ok(()),
+        Ok(_) => Err(UsernsError::Handshake(what.to_owned())),
+        Err(e) => Err(io_err("read the rootless handshake")(e)),
+    }
+}
 
 /// The environment variable that tells a started berthd it is the rootless child, and on which
 /// inherited descriptors its ends of the two pipes are (`TO_PARENT,FROM_PARENT`).
@@ -70,17 +84,22 @@ pub struct ParentEnd {
 impl ParentEnd {
     /// Waits until the child has its user namespace (step 2).
     pub fn wait_unshared(&mut self) -> Result<(), UsernsError> {
-        let mut byte = [0u8];
-        match self.from_child.read(&mut byte) {
-            Ok(1) if byte[0] == UNSHARED => Ok(()),
-            Ok(_) => Err(UsernsError::Handshake("exited before making its user namespace".into())),
-            Err(e) => Err(io_err("read from the rootless child")(e)),
-        }
+        read_word(&mut self.from_child, UNSHARED, "exited before making its user namespace")
     }
 
     /// Tells the child its namespace is mapped (step 3 done).
     pub fn say_mapped(&mut self) -> Result<(), UsernsError> {
         self.to_child.write_all(&[MAPPED]).map_err(io_err("write to the rootless child"))
+    }
+
+    /// Waits until the child has its network namespace (step 4).
+    pub fn wait_network(&mut self) -> Result<(), UsernsError> {
+        read_word(&mut self.from_child, NETWORK_MADE, "exited before making its network namespace")
+    }
+
+    /// Tells the child its network namespace is connected (step 5 done).
+    pub fn say_connected(&mut self) -> Result<(), UsernsError> {
+        self.to_child.write_all(&[CONNECTED]).map_err(io_err("write to the rootless child"))
     }
 }
 
@@ -145,22 +164,19 @@ impl ChildEnd {
         Some(Ok(Self { to_parent: File::from(to_parent), from_parent: File::from(from_parent) }))
     }
 
-    /// Steps 2 and 4: makes the user namespace, waits for the parent to map it, then makes the
-    /// network and mount namespaces. Must run while the process has one thread.
+    /// Steps 2 and 4: makes the user namespace, waits for the parent to map it, makes the
+    /// network and mount namespaces, and waits for the parent to connect the network. Must run
+    /// while the process has one thread.
     pub fn enter(mut self) -> Result<(), UsernsError> {
         unshare(CloneFlags::CLONE_NEWUSER).map_err(sys_err("make a user namespace"))?;
         self.to_parent.write_all(&[UNSHARED]).map_err(io_err("write to the rootless parent"))?;
-        let mut byte = [0u8];
-        match self.from_parent.read(&mut byte) {
-            Ok(1) if byte[0] == MAPPED => {}
-            Ok(_) => return Err(UsernsError::Handshake("was not given a uid map by its parent".into())),
-            Err(e) => return Err(io_err("read from the rootless parent")(e)),
-        }
+        read_word(&mut self.from_parent, MAPPED, "was not given a uid map by its parent")?;
         unshare(CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS)
             .map_err(sys_err("make network and mount namespaces"))?;
         mount(None::<&str>, "/", None::<&str>, MsFlags::MS_PRIVATE | MsFlags::MS_REC, None::<&str>)
             .map_err(sys_err("make the child's mounts private"))?;
-        Ok(())
+        self.to_parent.write_all(&[NETWORK_MADE]).map_err(io_err("write to the rootless parent"))?;
+        read_word(&mut self.from_parent, CONNECTED, "was not given a way out by its parent")
     }
 }
 

@@ -40,6 +40,10 @@ struct Args {
     /// (the default when started by a user other than root; refused for root).
     #[arg(long)]
     rootless: bool,
+    /// Rootless: let sandboxes reach the user's 127.0.0.1 (as 10.0.2.2), which slirp4netns
+    /// closes by default.
+    #[arg(long)]
+    rootless_host_loopback: bool,
     /// error, warn, info, debug or trace (RUST_LOG overrides).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -130,7 +134,7 @@ fn start(args: Args) -> anyhow::Result<i32> {
             child_args.extend([flag.to_owned(), default.display().to_string()]);
         }
     }
-    rootless::run_parent(child_args)
+    rootless::run_parent(child_args, args.rootless_host_loopback)
 }
 
 /// Runs the daemon (rootful, or as the rootless child) until SIGTERM or SIGINT.

@@ -3,10 +3,12 @@
 //! new user, network and mount namespaces (berth_sys::userns has the handshake) and supervises
 //! it: signals are passed on, and the parent exits with the child's status. The child runs the
 //! rootful daemon unchanged, as root of its own namespaces, with the user's directories.
-//! Publishing ports to the user's namespace and outbound traffic through slirp4netns come next
-//! (docs/rootless.md says what exists).
+//! `berth run` enters its sandboxes through the child's user namespace (berth-sys `process`).
+//! Its network namespace gets its way out through slirp4netns ([`slirp`]). Publishing ports to
+//! the user's namespace comes next (docs/rootless.md says what exists).
 
 mod prerequisites;
+mod slirp;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -49,8 +51,9 @@ impl UserDirs {
 const CHILD_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Starts the child with `child_args` (berthd's own, with every path explicit), maps its user
-/// namespace, and waits for it; returns its exit code.
-pub fn run_parent(child_args: Vec<String>) -> anyhow::Result<i32> {
+/// namespace, connects its network namespace (`host_loopback`: may reach the user's
+/// 127.0.0.1 as 10.0.2.2), and waits for it; returns its exit code.
+pub fn run_parent(child_args: Vec<String>, host_loopback: bool) -> anyhow::Result<i32> {
     let (uid, gid) = (Uid::current(), Gid::current());
     let user = User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string());
     let ranges = prerequisites::id_ranges(&user, uid);
@@ -73,6 +76,10 @@ pub fn run_parent(child_args: Vec<String>) -> anyhow::Result<i32> {
         ),
     }
     child.say_mapped()?;
+    child.wait_network()?;
+    // Dropped (slirp4netns stopped) once the child has ended.
+    let _slirp = slirp::start(child.child.id(), host_loopback)?;
+    child.say_connected()?;
     let child_pid = Pid::from_raw(i32::try_from(child.child.id()).context("child pid")?);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let status = runtime.block_on(async move {
