@@ -250,7 +250,7 @@ fn a_user_without_subordinate_ranges_gets_its_own_uid_mapped_only() {
 }
 
 #[test]
-fn sandboxes_reach_the_lan_through_slirp4netns_but_not_the_hosts_loopback_unless_asked() {
+fn sandboxes_reach_the_lan_through_slirp4netns_which_is_restarted_but_not_the_hosts_loopback_unless_asked() {
     if !privileged() {
         return;
     }
@@ -272,8 +272,21 @@ fn sandboxes_reach_the_lan_through_slirp4netns_but_not_the_hosts_loopback_unless
         let probe = rootless.python_in_new_sandbox("n1", &py::tcp_probe("10.0.2.2", 9400, "lo", 2.0));
         assert_eq!(probe.starts_with("FAILED"), !host_loopback, "host loopback {host_loopback}: {probe}");
 
-        let slirp = rootless.host.sh_ok("ps -o uid=,comm= -C slirp4netns");
-        assert_eq!(slirp.split_whitespace().next(), Some(user.uid.to_string().as_str()), "{slirp}");
+        let slirp = rootless.host.sh_ok("ps -o uid=,pid= -C slirp4netns");
+        let fields: Vec<&str> = slirp.split_whitespace().collect();
+        let (owner, pid) = (fields[0], fields[1]);
+        assert_eq!(owner, user.uid.to_string(), "slirp4netns runs as the user: {slirp}");
+
+        // slirp4netns dying is noticed, and another one takes over.
+        rootless.host.sh_ok(&format!("kill -KILL {pid}"));
+        let replaced = wait_for(Duration::from_secs(5), || {
+            let now = rootless.host.sh("ps -o pid= -C slirp4netns");
+            let now = String::from_utf8_lossy(&now.stdout).trim().to_owned();
+            (!now.is_empty() && now != pid).then_some(())
+        });
+        assert!(replaced.is_some(), "no new slirp4netns; log:\n{}", rootless.log());
+        let answer = rootless.python_in_new_sandbox("n1", &py::tcp_client(PEER_LAN_IP, 9300, "again"));
+        assert_eq!(answer, format!("{HOST_LAN_IP}|again"));
         drop(rootless);
         berthd.wait().unwrap();
     }

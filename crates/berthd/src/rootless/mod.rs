@@ -78,8 +78,9 @@ pub fn run_parent(child_args: Vec<String>, host_loopback: bool) -> anyhow::Resul
     child.say_mapped()?;
     child.wait_network()?;
     // Dropped (slirp4netns stopped) once the child has ended.
-    let _slirp = slirp::start(child.child.id(), host_loopback)?;
+    let mut slirp = slirp::start(child.child.id(), host_loopback)?;
     child.say_connected()?;
+    let child_id = child.child.id();
     let child_pid = Pid::from_raw(i32::try_from(child.child.id()).context("child pid")?);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let status = runtime.block_on(async move {
@@ -93,6 +94,13 @@ pub fn run_parent(child_args: Vec<String>, host_loopback: bool) -> anyhow::Resul
                 _ = tick.tick() => {
                     if let Some(status) = child.child.try_wait()? {
                         break Ok::<_, anyhow::Error>(status);
+                    }
+                    if slirp.has_ended() {
+                        tracing::warn!("slirp4netns ended; starting it again");
+                        match slirp::start(child_id, host_loopback) {
+                            Ok(started) => slirp = started,
+                            Err(e) => tracing::error!("{e:#}"),
+                        }
                     }
                 }
             }

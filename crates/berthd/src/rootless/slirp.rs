@@ -3,7 +3,8 @@
 //! on from the user's namespace with ordinary sockets. The sandboxes' traffic reaches tap0 by
 //! the child's default route and leaves masqueraded, as it leaves a rootful host. The host's
 //! loopback (10.0.2.2 as seen inside) is closed unless asked for. slirp4netns exits when the
-//! parent does: it watches a pipe only the parent holds open.
+//! parent does: it watches a pipe only the parent holds open. When it dies, the parent starts
+//! another: its tap0 went with it, and the new one configures a new tap0 and route.
 
 use std::fs::File;
 use std::io::Read;
@@ -22,6 +23,13 @@ pub struct Slirp {
     process: Child,
     /// Closing it tells slirp4netns to exit.
     exit: Option<OwnedFd>,
+}
+
+impl Slirp {
+    /// Whether slirp4netns has ended (and was reaped).
+    pub fn has_ended(&mut self) -> bool {
+        self.process.try_wait().map_or(true, |status| status.is_some())
+    }
 }
 
 impl Drop for Slirp {
