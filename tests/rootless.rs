@@ -291,3 +291,58 @@ fn sandboxes_reach_the_lan_through_slirp4netns_which_is_restarted_but_not_the_ho
         berthd.wait().unwrap();
     }
 }
+
+#[test]
+fn published_ports_listen_in_the_users_namespace_and_reach_the_sandbox() {
+    if !privileged() {
+        return;
+    }
+    let user = TestUser::new();
+    let rootless = RootlessHost::new(&user, 0o666);
+    let peer = rootless.host.add_lan_peer();
+    let mut berthd = rootless.start_berthd(&[]);
+    rootless.berth_ok(&["network", "create", "--subnet", "10.69.0.0/24", "n1"]);
+    let server = py::addr_echo_server("0.0.0.0", &[80]);
+    rootless.berth_ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--network",
+        "n1",
+        "-p",
+        "8080:80",
+        "-p",
+        "8080:80/udp",
+        "--",
+        "python3",
+        "-c",
+        &server,
+    ]);
+
+    // The ports listen in the host's (the user's) namespace, held by the user's processes.
+    let listening = rootless.host.sh_ok("ss -Hltnp 'sport = :8080'");
+    assert!(listening.contains("berth"), "8080/tcp is not held by berth: {listening}");
+
+    // A LAN client reaches the sandbox over TCP and UDP (the sandbox sees the network's
+    // gateway, as a rootful berthd's proxied clients).
+    let answer = wait_for(Duration::from_secs(10), || {
+        let out = peer.python(&py::tcp_client(HOST_LAN_IP, 8080, "in"));
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    });
+    assert_eq!(answer.as_deref(), Some("10.69.0.1|in"), "log:\n{}", rootless.log());
+    assert_eq!(peer.python_ok(&py::udp_client(HOST_LAN_IP, 8080, "datagram")).trim(), "10.69.0.1|datagram");
+
+    // Unpublishing closes the host's port.
+    rootless.berth_ok(&["port", "rm", "web", "8080:80"]);
+    assert!(rootless.host.sh_ok("ss -Hltn 'sport = :8080'").trim().is_empty(), "8080/tcp still listens");
+
+    // A privileged port is refused in one line that names the sysctl.
+    let refused = rootless.berth(&["run", "--rm", "--network", "n1", "-p", "80:80", "--", "true"]);
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && message.contains("net.ipv4.ip_unprivileged_port_start"), "{message}");
+    assert_eq!(message.trim().lines().count(), 1, "one line: {message}");
+
+    drop(rootless);
+    berthd.wait().unwrap();
+}

@@ -23,6 +23,7 @@ use std::process::{Child, Command};
 
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::unistd::{pipe2, Gid, Uid};
 
 /// The handshake's words: the child's user namespace exists; it is mapped; the child's network
@@ -42,7 +43,8 @@ fn read_word(pipe: &mut File, expected: u8, what: &str) -> Result<(), UsernsErro
 }
 
 /// The environment variable that tells a started berthd it is the rootless child, and on which
-/// inherited descriptors its ends of the two pipes are (`TO_PARENT,FROM_PARENT`).
+/// inherited descriptors its ends of the two pipes and of the service socket are
+/// (`TO_PARENT,FROM_PARENT,SERVICE`).
 pub const CHILD_ENV: &str = "BERTH_ROOTLESS_CHILD_FDS";
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +81,9 @@ pub struct ParentEnd {
     pub child: Child,
     from_child: File,
     to_child: File,
+    /// The parent's end of the service socket (SOCK_SEQPACKET): what the child asks of the
+    /// user's namespace once it runs, such as binding a published port.
+    pub service: OwnedFd,
 }
 
 impl ParentEnd {
@@ -110,8 +115,10 @@ pub fn spawn_child(mut command: Command) -> Result<ParentEnd, UsernsError> {
     // The child's ends are inherited (no O_CLOEXEC); the parent's are not.
     let (from_child, child_writes) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("make a pipe"))?;
     let (child_reads, to_child) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys_err("make a pipe"))?;
-    let inherited = [child_writes.as_raw_fd(), child_reads.as_raw_fd()];
-    command.env(CHILD_ENV, format!("{},{}", inherited[0], inherited[1]));
+    let (service, child_service) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(sys_err("make the service socket"))?;
+    let inherited = [child_writes.as_raw_fd(), child_reads.as_raw_fd(), child_service.as_raw_fd()];
+    command.env(CHILD_ENV, format!("{},{},{}", inherited[0], inherited[1], inherited[2]));
     // SAFETY: the closure runs in the forked child before exec and only makes two system calls
     // (fcntl to clear close-on-exec on two descriptors that exist, and prctl), allocating
     // nothing and taking no lock, so it is async-signal-safe.
@@ -129,8 +136,8 @@ pub fn spawn_child(mut command: Command) -> Result<ParentEnd, UsernsError> {
         });
     }
     let child = command.spawn().map_err(io_err("start the rootless child"))?;
-    drop((child_writes, child_reads));
-    Ok(ParentEnd { child, from_child: File::from(from_child), to_child: File::from(to_child) })
+    drop((child_writes, child_reads, child_service));
+    Ok(ParentEnd { child, from_child: File::from(from_child), to_child: File::from(to_child), service })
 }
 
 /// The child's side of the handshake, from [`CHILD_ENV`].
@@ -138,6 +145,7 @@ pub fn spawn_child(mut command: Command) -> Result<ParentEnd, UsernsError> {
 pub struct ChildEnd {
     to_parent: File,
     from_parent: File,
+    service: OwnedFd,
 }
 
 impl ChildEnd {
@@ -147,27 +155,36 @@ impl ChildEnd {
         // Still single-threaded (the caller runs before any runtime): nothing reads the
         // environment concurrently.
         std::env::remove_var(CHILD_ENV);
-        let parsed: Option<(RawFd, RawFd)> =
-            value.split_once(',').and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)));
-        let Some((to_parent, from_parent)) = parsed.filter(|(a, b)| *a > 2 && *b > 2 && a != b) else {
+        let parsed: Option<Vec<RawFd>> = value.split(',').map(|fd| fd.parse().ok().filter(|fd| *fd > 2)).collect();
+        let Some([to_parent, from_parent, service]) = parsed.and_then(|fds| <[RawFd; 3]>::try_from(fds).ok()) else {
             return Some(Err(UsernsError::Handshake(format!("was given bad descriptors {value:?}"))));
         };
-        for fd in [to_parent, from_parent] {
+        if to_parent == from_parent || from_parent == service || to_parent == service {
+            return Some(Err(UsernsError::Handshake(format!("was given bad descriptors {value:?}"))));
+        }
+        for fd in [to_parent, from_parent, service] {
             // SAFETY: F_GETFD only reads the descriptor's flags; a closed one gives EBADF.
             if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
                 return Some(Err(UsernsError::Handshake(format!("was given descriptor {fd}, which is not open"))));
             }
         }
-        // SAFETY: both descriptors were just checked to be open, were inherited for this
-        // purpose alone, and nothing else in this process owns them.
-        let (to_parent, from_parent) = unsafe { (OwnedFd::from_raw_fd(to_parent), OwnedFd::from_raw_fd(from_parent)) };
-        Some(Ok(Self { to_parent: File::from(to_parent), from_parent: File::from(from_parent) }))
+        // SAFETY: the three descriptors are distinct, were just checked to be open, were
+        // inherited for this purpose alone, and nothing else in this process owns them.
+        let (to_parent, from_parent, service) = unsafe {
+            (OwnedFd::from_raw_fd(to_parent), OwnedFd::from_raw_fd(from_parent), OwnedFd::from_raw_fd(service))
+        };
+        for fd in [&to_parent, &from_parent, &service] {
+            if let Err(e) = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC)) {
+                return Some(Err(sys_err("keep the handshake's descriptors from the child's children")(e)));
+            }
+        }
+        Some(Ok(Self { to_parent: File::from(to_parent), from_parent: File::from(from_parent), service }))
     }
 
     /// Steps 2 and 4: makes the user namespace, waits for the parent to map it, makes the
     /// network and mount namespaces, and waits for the parent to connect the network. Must run
-    /// while the process has one thread.
-    pub fn enter(mut self) -> Result<(), UsernsError> {
+    /// while the process has one thread. Returns the child's end of the service socket.
+    pub fn enter(mut self) -> Result<OwnedFd, UsernsError> {
         unshare(CloneFlags::CLONE_NEWUSER).map_err(sys_err("make a user namespace"))?;
         self.to_parent.write_all(&[UNSHARED]).map_err(io_err("write to the rootless parent"))?;
         read_word(&mut self.from_parent, MAPPED, "was not given a uid map by its parent")?;
@@ -176,7 +193,8 @@ impl ChildEnd {
         mount(None::<&str>, "/", None::<&str>, MsFlags::MS_PRIVATE | MsFlags::MS_REC, None::<&str>)
             .map_err(sys_err("make the child's mounts private"))?;
         self.to_parent.write_all(&[NETWORK_MADE]).map_err(io_err("write to the rootless parent"))?;
-        read_word(&mut self.from_parent, CONNECTED, "was not given a way out by its parent")
+        read_word(&mut self.from_parent, CONNECTED, "was not given a way out by its parent")?;
+        Ok(self.service)
     }
 }
 

@@ -110,15 +110,18 @@ fn main() {
 /// thread, as making a user namespace requires. Returns the exit code.
 fn start(args: Args) -> anyhow::Result<i32> {
     if let Some(child) = berth_sys::userns::ChildEnd::from_env() {
-        child?.enter().context("cannot enter the rootless child's namespaces")?;
-        return serve(args, api::Rootless(true));
+        let service = child?.enter().context("cannot enter the rootless child's namespaces")?;
+        return serve(args, Some(service));
     }
     let is_root = nix::unistd::Uid::effective().is_root();
     if args.rootless && is_root {
         bail!("berthd --rootless runs as the user who is to own it, not as root: start it as that user");
     }
     if is_root {
-        return serve(args, api::Rootless(false));
+        return serve(args, None);
+    }
+    if !args.userland_proxy {
+        bail!("a rootless berthd publishes ports through its userland proxy: --userland-proxy=false cannot be used rootless");
     }
     rootless::check()?;
     let dirs = rootless::UserDirs::from_env()?;
@@ -137,13 +140,15 @@ fn start(args: Args) -> anyhow::Result<i32> {
     rootless::run_parent(child_args, args.rootless_host_loopback)
 }
 
-/// Runs the daemon (rootful, or as the rootless child) until SIGTERM or SIGINT.
-fn serve(args: Args, rootless: api::Rootless) -> anyhow::Result<i32> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args, rootless))?;
+/// Runs the daemon until SIGTERM or SIGINT: rootful, or as the rootless child when it has the
+/// socket to its parent, which binds published ports in the user's namespace.
+fn serve(args: Args, parent: Option<std::os::fd::OwnedFd>) -> anyhow::Result<i32> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(run(args, parent))?;
     Ok(0)
 }
 
-async fn run(args: Args, rootless: api::Rootless) -> anyhow::Result<()> {
+async fn run(args: Args, parent: Option<std::os::fd::OwnedFd>) -> anyhow::Result<()> {
+    let rootless = api::Rootless(parent.is_some());
     let data_root = args.data_root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/berth"));
     let exec_root = args.exec_root.clone().unwrap_or_else(|| PathBuf::from("/run/berth"));
     let socket = args.socket.clone().unwrap_or_else(|| exec_root.join("berth.sock"));
@@ -197,12 +202,17 @@ async fn run(args: Args, rootless: api::Rootless) -> anyhow::Result<()> {
         Controller::start(
             store,
             paths,
-            Backends::root(firewall)?,
+            match parent {
+                Some(parent) => Backends::rootless(firewall, parent)?,
+                None => Backends::root(firewall)?,
+            },
             proxy,
             resolver,
             default_network,
             DaemonSettings {
-                userland_proxy_only: args.userland_proxy_only,
+                // Rootless, clients arrive in the user's namespace, where the kernel of the
+                // child's cannot DNAT them: the proxy serves every published port.
+                userland_proxy_only: args.userland_proxy_only || rootless.0,
                 dns_servers: args.dns.clone(),
                 address_pools: args.default_address_pool.clone(),
             },

@@ -30,7 +30,7 @@ use tokio::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::firewall::BlockingFirewall;
-use crate::host::{Host, RootHost};
+use crate::host::{Host, RootHost, RootlessHost};
 use crate::ports::{PortTable, ProxyClient};
 
 pub use dns::upstreams_of;
@@ -238,6 +238,14 @@ impl Backends {
     /// The root host (berthd's own namespace), its drivers, and `firewall`.
     pub fn root(firewall: Box<dyn Firewall>) -> anyhow::Result<Self> {
         let host = RootHost::connect()?;
+        let drivers = Drivers::new(host.netlink().clone());
+        Ok(Self { host: Arc::new(host), drivers, firewall })
+    }
+
+    /// The rootless child's host (its own namespace, with published ports bound by the parent
+    /// over `parent`), its drivers, and `firewall`.
+    pub fn rootless(firewall: Box<dyn Firewall>, parent: std::os::fd::OwnedFd) -> anyhow::Result<Self> {
+        let host = RootlessHost::new(RootHost::connect()?, parent);
         let drivers = Drivers::new(host.netlink().clone());
         Ok(Self { host: Arc::new(host), drivers, firewall })
     }

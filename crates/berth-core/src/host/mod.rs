@@ -9,6 +9,7 @@
 mod port_holder;
 mod resolver;
 mod root;
+mod rootless;
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -23,7 +24,8 @@ use ipnet::IpNet;
 use socket2::Socket;
 
 pub use resolver::ResolverSockets;
-pub use root::RootHost;
+pub use root::{bind_host_port, RootHost};
+pub use rootless::{BindReply, BindRequest, RootlessHost};
 
 /// What the host's async operations return: a boxed future, so hosts can sit behind `dyn`.
 pub type HostFuture<'a, T> = Pin<Box<dyn Future<Output = crate::error::Result<T>> + Send + 'a>>;

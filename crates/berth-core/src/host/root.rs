@@ -20,6 +20,27 @@ const LISTEN_BACKLOG: i32 = 4096;
 /// range is cleared through its backend address instead (on removal) or left (on add).
 const CONNTRACK_PORTS_PER_RANGE: u16 = 64;
 
+/// A socket bound to `ip:port` in the calling thread's network namespace (listening, for TCP,
+/// when `listen`); a wildcard IPv6 address binds IPv6 only. What every host's `bind_port` does
+/// where the host's ports are.
+pub fn bind_host_port(protocol: PortProtocol, ip: IpAddr, port: u16, listen: bool) -> io::Result<Socket> {
+    let domain = if ip.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
+    let (kind, proto) = match protocol {
+        PortProtocol::Tcp => (Type::STREAM, Protocol::TCP),
+        PortProtocol::Udp => (Type::DGRAM, Protocol::UDP),
+        PortProtocol::Sctp => (Type::SEQPACKET, Protocol::from(libc::IPPROTO_SCTP)),
+    };
+    let socket = Socket::new(domain, kind.cloexec(), Some(proto))?;
+    if ip.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.bind(&SocketAddr::new(ip, port).into())?;
+    if listen && protocol == PortProtocol::Tcp {
+        socket.listen(LISTEN_BACKLOG)?;
+    }
+    Ok(socket)
+}
+
 #[derive(Debug)]
 pub struct RootHost {
     netlink: Netlink,
@@ -78,21 +99,7 @@ impl Host for RootHost {
     }
 
     fn bind_port(&self, protocol: PortProtocol, ip: IpAddr, port: u16, listen: bool) -> io::Result<Socket> {
-        let domain = if ip.is_ipv4() { Domain::IPV4 } else { Domain::IPV6 };
-        let (kind, proto) = match protocol {
-            PortProtocol::Tcp => (Type::STREAM, Protocol::TCP),
-            PortProtocol::Udp => (Type::DGRAM, Protocol::UDP),
-            PortProtocol::Sctp => (Type::SEQPACKET, Protocol::from(libc::IPPROTO_SCTP)),
-        };
-        let socket = Socket::new(domain, kind.cloexec(), Some(proto))?;
-        if ip.is_ipv6() {
-            socket.set_only_v6(true)?;
-        }
-        socket.bind(&SocketAddr::new(ip, port).into())?;
-        if listen && protocol == PortProtocol::Tcp {
-            socket.listen(LISTEN_BACKLOG)?;
-        }
-        Ok(socket)
+        bind_host_port(protocol, ip, port, listen)
     }
 
     fn ephemeral_ports(&self) -> (u16, u16) {

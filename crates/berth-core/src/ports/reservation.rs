@@ -240,6 +240,12 @@ impl Reserver<'_> {
                     Err(e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
                         return Err(Error::BadRequest(format!("host address {ip} is not an address of this host")));
                     }
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                        return Err(Error::BadRequest(format!(
+                            "cannot publish host port {ip}:{port}/{}: {e}",
+                            mapping.protocol
+                        )));
+                    }
                     Err(e) => {
                         return Err(Error::Internal(format!(
                             "cannot reserve host port {ip}:{port}/{}: {e}",

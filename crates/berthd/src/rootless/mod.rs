@@ -8,6 +8,7 @@
 //! the user's namespace comes next (docs/rootless.md says what exists).
 
 mod prerequisites;
+mod service;
 mod slirp;
 
 use std::path::PathBuf;
@@ -81,6 +82,8 @@ pub fn run_parent(child_args: Vec<String>, host_loopback: bool) -> anyhow::Resul
     let mut slirp = slirp::start(child.child.id(), host_loopback)?;
     child.say_connected()?;
     let child_id = child.child.id();
+    let service = child.service.try_clone().context("cannot keep the service socket")?;
+    std::thread::spawn(move || service::serve(service));
     let child_pid = Pid::from_raw(i32::try_from(child.child.id()).context("child pid")?);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let status = runtime.block_on(async move {
