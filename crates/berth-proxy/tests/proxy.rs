@@ -635,9 +635,7 @@ fn udp_replies_on_a_wildcard_socket_leave_from_the_address_the_client_wrote_to()
     in_fresh_netns("udp_replies_on_a_wildcard_socket_leave_from_the_address_the_client_wrote_to", || {
         let proxy = Proxy::start("udp-wildcard", &[]);
         let control = proxy.control();
-        let status =
-            Command::new("ip").args(["addr", "add", "2001:db8::2/128", "dev", "lo", "nodad"]).status().unwrap();
-        assert!(status.success());
+        berth_testns::add_local_ipv6("2001:db8::2");
         let v6_wildcard = Socket::new(Domain::IPV6, Type::DGRAM, None).unwrap();
         v6_wildcard.set_only_v6(true).unwrap();
         v6_wildcard.bind(&SockAddr::from("[::]:0".parse::<SocketAddr>().unwrap())).unwrap();

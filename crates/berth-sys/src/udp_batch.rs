@@ -415,7 +415,7 @@ mod tests {
             let any4: SocketAddr = (Ipv4Addr::UNSPECIFIED, 0).into();
             let loopback4: SocketAddr = (Ipv4Addr::LOCALHOST, 0).into();
             replies_come_from_the_address_written_to(any4, loopback4, Ipv4Addr::new(127, 0, 0, 2).into()).await;
-            run("ip addr add 2001:db8::2/128 dev lo nodad");
+            berth_testns::add_local_ipv6("2001:db8::2");
             let any6: SocketAddr = (Ipv6Addr::UNSPECIFIED, 0).into();
             let loopback6: SocketAddr = (Ipv6Addr::LOCALHOST, 0).into();
             replies_come_from_the_address_written_to(any6, loopback6, "2001:db8::2".parse().unwrap()).await;

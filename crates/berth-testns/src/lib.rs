@@ -41,6 +41,29 @@ pub fn can_run_as_root() -> bool {
     can_run(root, "root (it makes namespaces)")
 }
 
+/// Adds the IPv6 `address` (a /128, without duplicate address detection) to `lo` of the calling
+/// thread's namespace, and waits until the kernel routes it and `::1` locally: the local route
+/// of a new address comes from a work queue a moment later, and a datagram sent to it meanwhile
+/// is lost.
+pub fn add_local_ipv6(address: &str) {
+    let status = Command::new("ip")
+        .args(["addr", "add", &format!("{address}/128"), "dev", "lo", "nodad"])
+        .status()
+        .expect("run ip");
+    assert!(status.success(), "cannot add {address} to lo");
+    let routed = |address: &str| {
+        Command::new("ip")
+            .args(["-6", "route", "show", "table", "local", address])
+            .output()
+            .is_ok_and(|out| !out.stdout.is_empty())
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !(routed(address) && routed("::1")) {
+        assert!(std::time::Instant::now() < deadline, "{address} got no local route within 5 s");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
 /// Runs `body` in a fresh network namespace with `lo` up. `test` must be the test function's
 /// full name as the test harness filters it (`--exact`). Without root the test is skipped with
 /// a message (see [`can_run`]).
