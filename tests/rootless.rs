@@ -346,3 +346,27 @@ fn published_ports_listen_in_the_users_namespace_and_reach_the_sandbox() {
     drop(rootless);
     berthd.wait().unwrap();
 }
+
+#[test]
+fn behind_systemd_resolveds_stub_sandboxes_ask_its_real_upstreams_through_slirp4netns() {
+    if !privileged() {
+        return;
+    }
+    let user = TestUser::new();
+    let rootless = RootlessHost::new(&user, 0o666);
+    let peer = rootless.host.add_lan_peer();
+    let log = rootless.host.dir().join("dns.log");
+    let _dns = peer.spawn_python(&py::dns_upstream("0.0.0.0", &log.display().to_string()));
+    // The host's resolv.conf names only the stub, as with systemd-resolved; its list of real
+    // upstreams names the LAN's server. /run is a tmpfs of the throwaway host's own.
+    rootless.host.write_resolv_conf("nameserver 127.0.0.53\n");
+    rootless.host.sh_ok(&format!(
+        "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/resolve && echo 'nameserver {PEER_LAN_IP}' >/run/systemd/resolve/resolv.conf"
+    ));
+    let mut berthd = rootless.start_berthd(&[]);
+    rootless.berth_ok(&["network", "create", "--subnet", "10.70.0.0/24", "n1"]);
+    let answer = rootless.berth_ok(&["run", "--rm", "--network", "n1", "--", "getent", "hosts", "www.example.test"]);
+    assert!(answer.starts_with("203.0.113.7"), "{answer}; log:\n{}", rootless.log());
+    drop(rootless);
+    berthd.wait().unwrap();
+}

@@ -184,14 +184,12 @@ async fn run(args: Args, parent: Option<std::os::fd::OwnedFd>) -> anyhow::Result
     // Kept until berthd stops: dropping the handle would not stop the watch, aborting it does.
     let _resolv_conf_watch = if args.dns.is_empty() {
         let resolver = resolver.clone();
-        Some(berth_dns::upstreams::watch_resolv_conf(
-            PathBuf::from("/etc/resolv.conf"),
-            RESOLV_CONF_CHECK_INTERVAL,
-            move |conf| {
-                tracing::info!(upstreams = ?conf.nameservers, "upstream resolvers from /etc/resolv.conf");
-                resolver.set_upstreams(conf.nameservers);
-            },
-        ))
+        let resolv_conf = if rootless.0 { rootless::upstream_resolv_conf() } else { PathBuf::from("/etc/resolv.conf") };
+        let source = resolv_conf.display().to_string();
+        Some(berth_dns::upstreams::watch_resolv_conf(resolv_conf, RESOLV_CONF_CHECK_INTERVAL, move |conf| {
+            tracing::info!(upstreams = ?conf.nameservers, "upstream resolvers from {source}");
+            resolver.set_upstreams(conf.nameservers);
+        }))
     } else {
         resolver.set_upstreams(controller::upstreams_of(&args.dns));
         None

@@ -48,6 +48,27 @@ impl UserDirs {
     }
 }
 
+/// Where systemd-resolved lists the real upstream servers behind its 127.0.0.53 stub.
+const SYSTEMD_RESOLV_CONF: &str = "/run/systemd/resolve/resolv.conf";
+
+/// The resolv.conf whose nameservers a rootless berthd forwards its sandboxes' queries to:
+/// /etc/resolv.conf, unless it names only loopback servers (systemd-resolved's 127.0.0.53),
+/// which the child's network namespace cannot reach; then systemd-resolved's list of the real
+/// ones, when there is one.
+pub fn upstream_resolv_conf() -> PathBuf {
+    let host = PathBuf::from("/etc/resolv.conf");
+    let text = std::fs::read_to_string(&host).unwrap_or_default();
+    let nameservers = berth_dns::upstreams::parse_resolv_conf(&text).nameservers;
+    let only_loopback = !nameservers.is_empty() && nameservers.iter().all(|n| n.ip().is_loopback());
+    if only_loopback && std::path::Path::new(SYSTEMD_RESOLV_CONF).exists() {
+        tracing::info!(
+            "rootless: /etc/resolv.conf names only loopback resolvers; forwarding to those of {SYSTEMD_RESOLV_CONF}"
+        );
+        return PathBuf::from(SYSTEMD_RESOLV_CONF);
+    }
+    host
+}
+
 /// How often the parent checks whether the child has ended.
 const CHILD_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
