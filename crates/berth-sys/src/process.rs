@@ -35,6 +35,8 @@ pub enum ProcessError {
     PathWithNul(PathBuf),
     #[error("cannot open network namespace {}: {}", path.display(), describe(error))]
     OpenNetns { path: PathBuf, error: io::Error },
+    #[error("cannot open the user namespace of rootless berthd {}: {}", path.display(), describe(error))]
+    OpenUserns { path: PathBuf, error: io::Error },
     #[error("cannot create a pipe to report the sandbox set-up: {}", describe(error))]
     ReportPipe { error: io::Error },
     /// A step between fork and exec failed: `action` says which one ("enter network namespace ...").
@@ -147,7 +149,7 @@ impl SandboxCommand {
         let userns = match self.rootless_child {
             Some(pid) => {
                 let path = PathBuf::from(format!("/proc/{pid}/ns/user"));
-                Some(File::open(&path).map_err(|error| ProcessError::OpenNetns { path, error })?)
+                Some(File::open(&path).map_err(|error| ProcessError::OpenUserns { path, error })?)
             }
             None => None,
         };

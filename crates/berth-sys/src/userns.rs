@@ -211,10 +211,11 @@ pub fn subordinate_range(file: &Path, name: &str, id: u32) -> Option<IdRange> {
     text.lines().find_map(|line| {
         let mut fields = line.trim().splitn(3, ':');
         let (owner, start, count) = (fields.next()?, fields.next()?, fields.next()?);
-        (owner == name || owner.parse() == Ok(id))
-            .then(|| Some(IdRange { start: start.parse().ok()?, count: count.parse().ok()? }))
-            .flatten()
-            .filter(|r| r.count > 0)
+        if owner != name && owner.parse() != Ok(id) {
+            return None;
+        }
+        let range = IdRange { start: start.parse().ok()?, count: count.parse().ok()? };
+        (range.count > 0).then_some(range)
     })
 }
 

@@ -123,7 +123,7 @@ fn start(args: Args) -> anyhow::Result<i32> {
     if !args.userland_proxy {
         bail!("a rootless berthd publishes ports through its userland proxy: --userland-proxy=false cannot be used rootless");
     }
-    rootless::check()?;
+    let user = rootless::check()?;
     let dirs = rootless::UserDirs::from_env()?;
     // The child gets every path explicitly: it resolves nothing from the user's environment.
     let mut child_args: Vec<String> = std::env::args().skip(1).collect();
@@ -137,7 +137,7 @@ fn start(args: Args) -> anyhow::Result<i32> {
             child_args.extend([flag.to_owned(), default.display().to_string()]);
         }
     }
-    rootless::run_parent(child_args, args.rootless_host_loopback)
+    rootless::run_parent(user, child_args, args.rootless_host_loopback)
 }
 
 /// Runs the daemon until SIGTERM or SIGINT: rootful, or as the rootless child when it has the

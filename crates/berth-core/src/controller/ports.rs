@@ -57,20 +57,23 @@ impl Controller {
     /// Stops publishing a sandbox's `mappings` (all when None); when a publisher could not
     /// remove its part, the whole ruleset is applied again.
     pub(super) fn withdraw_ports(&self, state: &mut State, sandbox_id: &str, mappings: Option<&[PortMapping]>) {
-        if let Err(e) = state.ports.withdraw(sandbox_id, mappings) {
-            tracing::error!(sandbox = %sandbox_id, "cannot withdraw published ports, re-applying the ruleset: {e}");
-            if let Err(e) = self.apply_firewall(state) {
-                tracing::error!("cannot re-apply the firewall ruleset: {e}");
-            }
-        }
+        let withdrawn = state.ports.withdraw(sandbox_id, mappings);
+        self.repair_ports(state, sandbox_id, "withdraw", withdrawn);
     }
 
     /// Has a sandbox's published ports follow it to its publishing network as it is now
     /// (after a connect or disconnect).
     pub(super) fn redirect_ports(&self, state: &mut State, sandbox_id: &str) {
         let destination = state.sandboxes.get(sandbox_id).and_then(|s| Destination::of(&state.networks, s));
-        if let Err(e) = state.ports.redirect(sandbox_id, destination) {
-            tracing::error!(sandbox = %sandbox_id, "cannot move published ports, re-applying the ruleset: {e}");
+        let redirected = state.ports.redirect(sandbox_id, destination);
+        self.repair_ports(state, sandbox_id, "move", redirected);
+    }
+
+    /// After a port change a publisher could not complete (the kernel may hold some of the old
+    /// state): applies the whole ruleset again.
+    fn repair_ports(&self, state: &State, sandbox_id: &str, what: &str, outcome: Result<()>) {
+        if let Err(e) = outcome {
+            tracing::error!(sandbox = %sandbox_id, "cannot {what} published ports, re-applying the ruleset: {e}");
             if let Err(e) = self.apply_firewall(state) {
                 tracing::error!("cannot re-apply the firewall ruleset: {e}");
             }
@@ -97,7 +100,7 @@ impl Controller {
         let ruleset = whole_ruleset(&self.drivers, state.networks.values(), &state.ports);
         match self.firewall.matches(&ruleset) {
             Ok(true) => {}
-            Ok(false) => match self.apply_firewall(&state) {
+            Ok(false) => match apply_whole(&self.firewall, &*self.host, &ruleset) {
                 Ok(()) => tracing::warn!("berth's nftables ruleset was changed behind its back; restored"),
                 Err(e) => tracing::error!("cannot restore the firewall ruleset: {e}"),
             },

@@ -18,10 +18,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use berth_sys::userns::{self, Mapping};
 use nix::sys::signal::{kill, Signal};
-use nix::unistd::{Gid, Pid, Uid, User};
+use nix::unistd::Pid;
 use tokio::signal::unix::{signal, SignalKind};
 
-pub use prerequisites::check;
+pub use prerequisites::{check, RootlessUser};
 
 /// Where a rootless berthd keeps its files by default, as the XDG base directories say.
 #[derive(Debug, Clone)]
@@ -75,10 +75,8 @@ const CHILD_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// Starts the child with `child_args` (berthd's own, with every path explicit), maps its user
 /// namespace, connects its network namespace (`host_loopback`: may reach the user's
 /// 127.0.0.1 as 10.0.2.2), and waits for it; returns its exit code.
-pub fn run_parent(child_args: Vec<String>, host_loopback: bool) -> anyhow::Result<i32> {
-    let (uid, gid) = (Uid::current(), Gid::current());
-    let user = User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_else(|| uid.to_string());
-    let ranges = prerequisites::id_ranges(&user, uid);
+pub fn run_parent(user: RootlessUser, child_args: Vec<String>, host_loopback: bool) -> anyhow::Result<i32> {
+    let RootlessUser { name: user, uid, gid, ranges } = user;
     let mut command = Command::new(std::env::current_exe().context("cannot find berthd's own binary")?);
     command.args(&child_args);
     let mut child = userns::spawn_child(command)?;
@@ -103,7 +101,7 @@ pub fn run_parent(child_args: Vec<String>, host_loopback: bool) -> anyhow::Resul
     let mut slirp = slirp::start(child.child.id(), host_loopback)?;
     child.say_connected()?;
     let child_id = child.child.id();
-    let service = child.service.try_clone().context("cannot keep the service socket")?;
+    let service = child.service;
     std::thread::spawn(move || service::serve(service));
     let child_pid = Pid::from_raw(i32::try_from(child.child.id()).context("child pid")?);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

@@ -8,10 +8,21 @@ use std::path::Path;
 
 use anyhow::bail;
 use berth_sys::userns::{subordinate_range, IdRange};
-use nix::unistd::Uid;
+use nix::unistd::{Gid, Uid};
 
-/// Checks everything rootless mode needs; the first missing piece is the error.
-pub fn check() -> anyhow::Result<()> {
+/// The user a rootless berthd runs for, and the subordinate ranges it maps (none: only the
+/// user's own ids).
+#[derive(Debug)]
+pub struct RootlessUser {
+    pub name: String,
+    pub uid: Uid,
+    pub gid: Gid,
+    pub ranges: Option<(IdRange, IdRange)>,
+}
+
+/// Checks everything rootless mode needs, the first missing piece being the error; returns the
+/// user and its ranges.
+pub fn check() -> anyhow::Result<RootlessUser> {
     let read = |path: &str| std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned());
     if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
         bail!("rootless mode needs user namespaces, and user.max_user_namespaces is 0: set it above 0 (sysctl -w user.max_user_namespaces=15000)");
@@ -19,12 +30,10 @@ pub fn check() -> anyhow::Result<()> {
     if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
         bail!("rootless mode needs user namespaces, and kernel.unprivileged_userns_clone is 0: set it to 1 (sysctl -w kernel.unprivileged_userns_clone=1)");
     }
-    let user_has_ranges = {
-        let uid = Uid::current();
-        let name = nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_default();
-        id_ranges(&name, uid).is_some()
-    };
-    if user_has_ranges {
+    let uid = Uid::current();
+    let name = nix::unistd::User::from_uid(uid).ok().flatten().map_or_else(|| uid.to_string(), |u| u.name);
+    let user = RootlessUser { ranges: id_ranges(&name, uid), name, uid, gid: Gid::current() };
+    if user.ranges.is_some() {
         for helper in ["newuidmap", "newgidmap"] {
             if find_in_path(helper).is_none() {
                 bail!("rootless mode needs {helper} to map the user's /etc/subuid and /etc/subgid ranges: install Debian's uidmap package");
@@ -46,12 +55,12 @@ pub fn check() -> anyhow::Result<()> {
             "rootless mode needs slirp4netns for the sandboxes' outbound traffic: install Debian's slirp4netns package"
         );
     }
-    Ok(())
+    Ok(user)
 }
 
 /// The user's subordinate uid and gid ranges, when it has both (both files are keyed by the
 /// user's name or uid).
-pub fn id_ranges(name: &str, uid: Uid) -> Option<(IdRange, IdRange)> {
+fn id_ranges(name: &str, uid: Uid) -> Option<(IdRange, IdRange)> {
     let uids = subordinate_range(Path::new("/etc/subuid"), name, uid.as_raw())?;
     let gids = subordinate_range(Path::new("/etc/subgid"), name, uid.as_raw())?;
     Some((uids, gids))
